@@ -1,0 +1,225 @@
+"""Every error Foundation raises or returns: one root, a flat set of documented subclasses.
+
+Each error has a stable ``code`` (for programs), a message that says what was wrong and where
+(for people), a ``retryable`` flag (may the same operation succeed if tried again?) and a
+``context`` mapping with the details. ``to_dict()`` gives a JSON-ready form.
+
+    FoundationError                 foundation_error
+    ├── CallTimeout                 call_timeout        (retryable)
+    ├── NoProcess                   noproc              (retryable)
+    ├── ProcessExited               process_exited      (retryable)
+    ├── InitError                   init_error
+    ├── MailboxFull                 mailbox_full        (retryable)
+    ├── ReceiveTimeout              receive_timeout     (retryable)
+    ├── AlreadyStarted              already_started
+    ├── AlreadyRegistered           already_registered
+    ├── AlreadyPresent              already_present
+    ├── ChildRunning                running
+    ├── ChildNotFound               not_found
+    ├── MaxChildren                 max_children        (retryable)
+    ├── BadReturn                   bad_return_value
+    ├── InvalidArgument             invalid_argument
+    ├── UnexpectedMessage           unexpected_message
+    ├── NoRuntime                   no_runtime
+    └── NotInProcess                not_in_process
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+__all__ = [
+    "AlreadyPresent",
+    "AlreadyRegistered",
+    "AlreadyStarted",
+    "BadReturn",
+    "CallTimeout",
+    "ChildNotFound",
+    "ChildRunning",
+    "FoundationError",
+    "InitError",
+    "InvalidArgument",
+    "MailboxFull",
+    "MaxChildren",
+    "NoProcess",
+    "NoRuntime",
+    "NotInProcess",
+    "ProcessExited",
+    "ReceiveTimeout",
+    "UnexpectedMessage",
+    "format_reason",
+]
+
+
+def format_reason(reason: object) -> str:
+    """Render an exit reason for messages: strings as they are, exceptions as ``Type: text``."""
+    if isinstance(reason, str):
+        return reason
+    if isinstance(reason, BaseException):
+        text = str(reason)
+        return f"{type(reason).__name__}: {text}" if text else type(reason).__name__
+    return repr(reason)
+
+
+def _jsonable(value: object) -> object:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, BaseException):
+        return format_reason(value)
+    return str(value)
+
+
+class FoundationError(Exception):
+    """Raised for any failure Foundation reports; catch this to catch them all."""
+
+    code: ClassVar[str] = "foundation_error"
+    default_retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        context: Mapping[str, Any] | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.context: dict[str, Any] = dict(context or {})
+        self.retryable = self.default_retryable if retryable is None else retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description: code, message, retryable and context."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+            "context": _jsonable(self.context),
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class CallTimeout(FoundationError):
+    """Raised when a call (or an awaited task) got no answer in time; the request may still run."""
+
+    code = "call_timeout"
+    default_retryable = True
+
+
+class NoProcess(FoundationError):
+    """Raised when the target of a call, cast or send is dead or its name is not registered."""
+
+    code = "noproc"
+    default_retryable = True
+
+
+class ProcessExited(FoundationError):
+    """Raised to a caller whose target exited before answering; ``reason`` is its exit reason."""
+
+    code = "process_exited"
+    default_retryable = True
+
+    def __init__(self, message: str, *, reason: object, context: Mapping[str, Any] | None = None):
+        super().__init__(message, context={"reason": reason, **(context or {})})
+        self.reason = reason
+
+
+class InitError(FoundationError):
+    """Raised by ``start``/``start_link`` when the new process failed in ``init``; see reason."""
+
+    code = "init_error"
+
+    def __init__(self, message: str, *, reason: object, context: Mapping[str, Any] | None = None):
+        super().__init__(message, context={"reason": reason, **(context or {})})
+        self.reason = reason
+
+
+class MailboxFull(FoundationError):
+    """Raised to a sender when the target's bounded mailbox (``max_mailbox``) is full."""
+
+    code = "mailbox_full"
+    default_retryable = True
+
+
+class ReceiveTimeout(FoundationError):
+    """Raised by ``receive(timeout=...)`` when no matching message arrived in time."""
+
+    code = "receive_timeout"
+    default_retryable = True
+
+
+class AlreadyStarted(FoundationError):
+    """Raised when starting a process under a name another live process holds; see ``pid``."""
+
+    code = "already_started"
+
+    def __init__(self, message: str, *, pid: object, context: Mapping[str, Any] | None = None):
+        super().__init__(message, context={"pid": pid, **(context or {})})
+        self.pid = pid
+
+
+class AlreadyRegistered(FoundationError):
+    """Raised when registering a key a unique registry already holds for another process."""
+
+    code = "already_registered"
+
+
+class AlreadyPresent(FoundationError):
+    """Raised by ``start_child`` when a child spec with that id exists (use ``restart_child``)."""
+
+    code = "already_present"
+
+
+class ChildRunning(FoundationError):
+    """Raised by ``restart_child``/``delete_child`` or ``start_child`` when the child is running."""
+
+    code = "running"
+
+
+class ChildNotFound(FoundationError):
+    """Raised when a supervisor has no child with the given id or pid."""
+
+    code = "not_found"
+
+
+class MaxChildren(FoundationError):
+    """Raised by a DynamicSupervisor that already runs ``max_children`` children."""
+
+    code = "max_children"
+    default_retryable = True
+
+
+class BadReturn(FoundationError):
+    """Raised inside a GenServer whose callback returned a value of the wrong shape (it crashes)."""
+
+    code = "bad_return_value"
+
+
+class InvalidArgument(FoundationError):
+    """Raised for a bad argument, option or spec; the message names the field and the value."""
+
+    code = "invalid_argument"
+
+
+class NoRuntime(FoundationError):
+    """Raised when a kernel function is used outside ``async with Runtime()`` or a process."""
+
+    code = "no_runtime"
+
+
+class NotInProcess(FoundationError):
+    """Raised when a function that needs a calling process (receive, link, monitor) has none."""
+
+    code = "not_in_process"
+
+
+class UnexpectedMessage(FoundationError):
+    """Raised inside a GenServer that got a call, cast or continue it has no handler for."""
+
+    code = "unexpected_message"

@@ -1,0 +1,456 @@
+"""GenServer: a process that owns a state and answers calls, casts and info messages.
+
+Callbacks (all async but ``format_status``): ``init(args) -> state`` (or ``Continue``/``Stop``);
+``handle_call(request, caller, state)`` returns ``Reply(value, state)``, ``NoReply(state)``
+(answer later with ``reply(caller, value)``) or ``Stop(reason, state, reply=...)``;
+``handle_cast(request, state)`` and ``handle_info(msg, state)`` return the new state, ``NoReply``,
+``Continue`` or ``Stop``; ``handle_continue(arg, state)`` runs before the next message;
+``terminate(reason, state)`` runs on an orderly stop, on a callback crash, and when a trapping
+server gets an exit signal from its parent. Any other return value crashes the server with
+``BadReturn``. ``format_status(state)`` redacts state in crash reports.
+
+``start``/``start_link`` return once ``init`` has finished; a failing ``init`` raises
+``InitError`` to the starter (which stays alive even when linked). ``call`` raises
+``CallTimeout``, ``NoProcess`` or ``ProcessExited``; the caller never crashes because the callee
+did, and a late reply after a timeout is discarded.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from foundation.errors import (
+    AlreadyStarted,
+    BadReturn,
+    CallTimeout,
+    InitError,
+    InvalidArgument,
+    NoProcess,
+    UnexpectedMessage,
+    format_reason,
+)
+from foundation.kernel.api import stop_request
+from foundation.kernel.child_spec import ChildSpec, Restart, Shutdown
+from foundation.kernel.clock import wait_future
+from foundation.kernel.context import PROCESS, current_process, current_runtime
+from foundation.kernel.messages import UNSET, Continue, Control, Exit, NoReply, Reply, Stop
+from foundation.kernel.pid import Pid
+from foundation.kernel.process import (
+    Cast,
+    From,
+    Process,
+    StateRequest,
+    StopRequest,
+    SyncRequest,
+    SysMsg,
+)
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["GenServer", "call", "cast", "reply"]
+
+log = logging.getLogger("foundation.kernel")
+
+
+class _Stopping(Exception):
+    """Internal: unwinds the server loop towards ``terminate`` with a reason and state."""
+
+    def __init__(self, reason: Any, state: Any) -> None:
+        self.reason = reason
+        self.state = state
+
+
+def _is_via(name: Any) -> bool:
+    return isinstance(name, tuple) and len(name) == 3 and name[0] == "via"
+
+
+class GenServer:
+    """Subclass and override the callbacks you need; start with ``start``/``start_link``."""
+
+    trap_exit: ClassVar[bool] = False
+    is_supervisor: ClassVar[bool] = False
+    pid: Pid
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    async def init(self, args: Any) -> Any:
+        """Return the initial state (default: ``args``)."""
+        return args
+
+    async def handle_call(self, request: Any, caller: From, state: Any) -> Any:
+        raise UnexpectedMessage(f"{type(self).__name__} has no handle_call for {request!r}")
+
+    async def handle_cast(self, request: Any, state: Any) -> Any:
+        raise UnexpectedMessage(f"{type(self).__name__} has no handle_cast for {request!r}")
+
+    async def handle_info(self, msg: Any, state: Any) -> Any:
+        log.warning("%s %r: unexpected message %r ignored", type(self).__name__, self.pid, msg)
+        return state
+
+    async def handle_continue(self, arg: Any, state: Any) -> Any:
+        raise UnexpectedMessage(f"{type(self).__name__} has no handle_continue for {arg!r}")
+
+    async def terminate(self, reason: Any, state: Any) -> None:
+        """Clean up before the process exits (not called when it is killed)."""
+
+    def format_status(self, state: Any) -> Any:
+        """What crash reports show of the state; override to redact secrets."""
+        return state
+
+    # -- starting and stopping ---------------------------------------------------------------
+
+    @classmethod
+    async def start(
+        cls,
+        args: Any = None,
+        *,
+        name: Any = None,
+        timeout: float | None = 5.0,
+        max_mailbox: int | None = None,
+    ) -> Pid:
+        """Start an unlinked server; returns its pid once ``init`` has finished."""
+        return await cls._start(
+            args, name=name, timeout=timeout, max_mailbox=max_mailbox, link=False
+        )
+
+    @classmethod
+    async def start_link(
+        cls,
+        args: Any = None,
+        *,
+        name: Any = None,
+        timeout: float | None = 5.0,
+        max_mailbox: int | None = None,
+    ) -> Pid:
+        """Start a server linked to the calling process (unlinked from a runtime body)."""
+        return await cls._start(
+            args, name=name, timeout=timeout, max_mailbox=max_mailbox, link=True
+        )
+
+    @classmethod
+    async def _start(
+        cls,
+        args: Any,
+        *,
+        name: Any,
+        timeout: float | None,
+        max_mailbox: int | None,
+        link: bool,
+        setup: Any = None,
+    ) -> Pid:
+        rt = current_runtime()
+        parent = current_process()
+        server = cls()
+        if setup is not None:
+            setup(server)
+        via = name if _is_via(name) else None
+        if name is not None and via is None and not isinstance(name, str):
+            raise InvalidArgument(
+                f"invalid name for {cls.__name__}: {name!r} (a str or ('via', registry, key))"
+            )
+        started: asyncio.Future[Pid] = rt.loop.create_future()
+        proc = rt.spawn_process(
+            server._serve,
+            (args, started, via),
+            behaviour=cls.__name__,
+            parent=parent,
+            link=link and parent is not None,
+            name=name if via is None else None,
+            trap_exit=cls.trap_exit,
+            max_mailbox=max_mailbox,
+            server=server,
+            is_supervisor=cls.is_supervisor,
+        )
+        server.pid = proc.pid
+
+        def on_exit(reason: Any) -> None:  # killed or crashed before init finished
+            if not started.done():
+                started.set_exception(
+                    InitError(
+                        f"{cls.__name__} exited during init: {format_reason(reason)}",
+                        reason=reason,
+                        context={"pid": proc.pid},
+                    )
+                )
+
+        proc.add_exit_callback(on_exit)
+        if not await wait_future(rt.clock, started, timeout):
+            if parent is not None:
+                proc.links.discard(parent)
+                parent.links.discard(proc)
+            proc.kill_with("killed")
+            started.cancel()
+            raise InitError(
+                f"{cls.__name__} did not finish init within {timeout}s; it was killed",
+                reason="timeout",
+                context={"pid": proc.pid},
+            )
+        exc = started.exception()
+        if isinstance(exc, InitError) and isinstance(exc.reason, AlreadyStarted):
+            raise exc.reason  # a taken via name: same error as a taken local name
+        if proc.on_exit is not None and on_exit in proc.on_exit:
+            proc.on_exit.remove(on_exit)
+            if not proc.on_exit:
+                proc.on_exit = None
+        return started.result()
+
+    @classmethod
+    def child_spec(
+        cls,
+        args: Any = None,
+        *,
+        id: Any = None,
+        restart: Restart = "permanent",
+        shutdown: Shutdown = 5.0,
+        name: Any = None,
+        timeout: float | None = 5.0,
+        max_mailbox: int | None = None,
+    ) -> ChildSpec:
+        """A supervisor child spec that runs ``start_link(args, name=...)``.
+
+        ``id`` defaults to ``name`` when it is a str, else to the class name.
+        """
+
+        async def start() -> Pid:
+            return await cls.start_link(args, name=name, timeout=timeout, max_mailbox=max_mailbox)
+
+        if id is None:
+            id = name if isinstance(name, str) else cls.__name__
+        return ChildSpec(id=id, start=start, restart=restart, shutdown=shutdown, type="worker")
+
+    @staticmethod
+    async def stop(target: Any, reason: Any = "normal", timeout: float | None = None) -> None:
+        """Stop a server in order (``terminate`` runs) and wait until it has exited."""
+        proc = stop_request(target, reason)
+        rt = proc.runtime
+        if not await wait_future(rt.clock, proc.exit_future(), timeout):
+            raise CallTimeout(
+                f"{proc.describe()} did not stop within {timeout}s",
+                context={"pid": proc.pid, "timeout": timeout},
+            )
+
+    # -- the server loop ----------------------------------------------------------------------
+
+    async def _serve(self, args: Any, started: asyncio.Future[Pid], via: Any) -> Any:
+        proc = PROCESS.get()
+        assert proc is not None
+        try:
+            if via is not None:
+                from foundation.kernel.registry import register_via
+
+                await register_via(proc, via[1], via[2])
+            result = await self.init(args)
+            cont: Any = UNSET
+            if isinstance(result, Stop):
+                raise _Stopping(result.reason, None)
+            if isinstance(result, Continue):
+                state, cont = result.state, result.arg
+            elif isinstance(result, Control):
+                raise BadReturn(f"{type(self).__name__}.init returned {result!r}")
+            else:
+                state = result
+        except Exception as exc:
+            reason = exc.reason if isinstance(exc, _Stopping) else exc
+            parent = proc.parent
+            if parent is not None:  # the starter gets the error, not an exit signal
+                proc.links.discard(parent)
+                parent.links.discard(proc)
+            if not started.done():
+                err = InitError(
+                    f"{type(self).__name__} failed in init: {format_reason(reason)}",
+                    reason=reason,
+                    context={"pid": proc.pid},
+                )
+                if isinstance(reason, BaseException):
+                    err.__cause__ = reason
+                started.set_exception(err)
+            return reason
+        if not started.done():
+            started.set_result(proc.pid)
+        return await self._loop(proc, state, cont)
+
+    async def _loop(self, proc: Process, state: Any, cont: Any) -> Any:
+        mb = proc.mailbox
+        popleft = mb.popleft
+        rt = proc.runtime
+        loop = rt.loop
+        trap = proc.trap_exit
+        parent_pid = proc.parent.pid if proc.parent is not None else None
+        try:
+            if cont is not UNSET:
+                state = await self._continue(cont, state)
+            while True:
+                if not mb:
+                    waiter = loop.create_future()
+                    proc.waiter = waiter
+                    await waiter
+                    continue
+                msg = popleft()
+                t = type(msg)
+                if t is From:
+                    proc.inflight = msg
+                    result = await self.handle_call(msg.request, msg, state)
+                    if type(result) is Reply:
+                        fut = msg.fut
+                        if not fut.done():
+                            fut.set_result(result.value)
+                        proc.inflight = None
+                        state = result.state
+                        if result.continue_with is not UNSET:
+                            state = await self._continue(result.continue_with, state)
+                    else:
+                        state = await self._call_result(proc, msg, result)
+                elif t is Cast:
+                    result = await self.handle_cast(msg.request, state)
+                    if isinstance(result, Control):
+                        state = await self._control(result, "handle_cast")
+                    else:
+                        state = result
+                elif isinstance(msg, SysMsg):
+                    state = self._system(msg, state)
+                else:
+                    if t is Exit and trap and msg.pid is parent_pid:
+                        raise _Stopping(msg.reason, state)
+                    result = await self.handle_info(msg, state)
+                    if isinstance(result, Control):
+                        state = await self._control(result, "handle_info")
+                    else:
+                        state = result
+                if rt.watchers:
+                    rt.notify_watchers()
+        except _Stopping as stop:
+            return await self._terminate(proc, stop.reason, stop.state)
+        except Exception as exc:
+            proc.last_state = state
+            await self._terminate(proc, exc, state)
+            raise
+
+    async def _call_result(self, proc: Process, caller: From, result: Any) -> Any:
+        if type(result) is NoReply:
+            proc.inflight = None
+            if not caller.fut.done():
+                caller._server = proc
+                if proc.deferred is None:
+                    proc.deferred = set()
+                proc.deferred.add(caller)
+            if result.continue_with is not UNSET:
+                return await self._continue(result.continue_with, result.state)
+            return result.state
+        if type(result) is Stop:
+            if result.reply is not UNSET:
+                proc.inflight = None
+                if not caller.fut.done():
+                    caller.fut.set_result(result.reply)
+            raise _Stopping(result.reason, result.state)
+        raise BadReturn(
+            f"{type(self).__name__}.handle_call returned {result!r} for {caller.request!r} "
+            "(expected Reply, NoReply or Stop)"
+        )
+
+    async def _control(self, result: Any, where: str) -> Any:
+        t = type(result)
+        if t is NoReply:
+            if result.continue_with is not UNSET:
+                return await self._continue(result.continue_with, result.state)
+            return result.state
+        if t is Continue:
+            return await self._continue(result.arg, result.state)
+        if t is Stop:
+            raise _Stopping(result.reason, result.state)
+        raise BadReturn(f"{type(self).__name__}.{where} returned {result!r}")
+
+    async def _continue(self, arg: Any, state: Any) -> Any:
+        result = await self.handle_continue(arg, state)
+        if isinstance(result, Control):
+            return await self._control(result, "handle_continue")
+        return result
+
+    def _system(self, msg: SysMsg, state: Any) -> Any:
+        if isinstance(msg, SyncRequest):
+            if not msg.fut.done():
+                msg.fut.set_result(None)
+        elif isinstance(msg, StateRequest):
+            if not msg.fut.done():
+                msg.fut.set_result(state)
+        elif isinstance(msg, StopRequest):
+            raise _Stopping(msg.reason, state)
+        return state
+
+    async def _terminate(self, proc: Process, reason: Any, state: Any) -> Any:
+        try:
+            await self.terminate(reason, state)
+        except Exception as exc:
+            log.error(
+                "%s.terminate raised while stopping %r with reason %s",
+                type(self).__name__,
+                proc.pid,
+                format_reason(reason),
+                exc_info=exc,
+            )
+            proc.last_state = state
+            return exc
+        return reason
+
+
+async def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
+    """Send ``request`` to a GenServer and wait for its reply (``timeout=None`` waits forever).
+
+    Raises ``CallTimeout``, ``NoProcess`` (dead target or unknown name), ``ProcessExited``
+    (the target exited before replying) or ``MailboxFull``.
+    """
+    if type(dest) is Pid:
+        proc = dest._proc
+    else:
+        proc = current_runtime().resolve(dest)
+    if proc is None:
+        raise NoProcess(
+            f"call to {dest!r}: no such process"
+            + (
+                " (it is not alive)"
+                if type(dest) is Pid
+                else " (no process registered under that name)"
+            ),
+            context={"target": dest},
+        )
+    me = PROCESS.get()
+    if me is proc:
+        raise InvalidArgument(f"{proc.describe()} cannot call itself (it would wait forever)")
+    fut = proc.runtime.loop.create_future()
+    req = From(fut, me.pid if me is not None else None, request, dest, timeout)
+    proc.deliver(req)
+    if timeout is None:
+        return await fut
+    bucket = proc.runtime.deadlines.add(req, timeout)
+    try:
+        return await fut
+    finally:
+        bucket.discard(req)
+
+
+def cast(dest: Any, request: Any) -> None:
+    """Send ``request`` to a GenServer's ``handle_cast`` without waiting.
+
+    Ordered before any later call or cast from the same sender. Raises ``NoProcess`` if the
+    target is not alive and ``MailboxFull`` if its bounded mailbox is full.
+    """
+    if type(dest) is Pid:
+        proc = dest._proc
+    else:
+        proc = current_runtime().resolve(dest)
+    if proc is None:
+        raise NoProcess(f"cast to {dest!r}: no such process", context={"target": dest})
+    proc.deliver(Cast(request))
+
+
+def reply(caller: From, value: Any) -> None:
+    """Answer a call that ``handle_call`` deferred with ``NoReply`` (a second answer is ignored)."""
+    fut = caller.fut
+    if not fut.done():
+        fut.set_result(value)
+    server = caller._server
+    if server is not None:
+        caller._server = None
+        if server.deferred:
+            server.deferred.discard(caller)

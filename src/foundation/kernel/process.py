@@ -1,0 +1,446 @@
+"""A process: one asyncio task with a mailbox, links, monitors and an exit reason.
+
+Exit-signal semantics (as in OTP): when a process exits with ``reason``, each linked process that
+traps exits receives ``Exit(pid, reason)``; one that does not is killed with the same reason,
+unless the reason is ``normal``. ``exit(pid, "kill")`` cannot be trapped and ends the target
+with reason ``killed``. Each monitor delivers ``Down(ref, pid, reason)`` once. Messages between
+one pair of processes arrive in send order, exit signals included. When a process ends, every
+call queued in its mailbox or in flight fails with ``ProcessExited``: no caller is left hanging.
+
+This module holds the mechanism; the public functions are in ``foundation.kernel.api``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from foundation.errors import MailboxFull, ProcessExited, ReceiveTimeout, format_reason
+from foundation.kernel.context import PROCESS
+from foundation.kernel.messages import UNSET, Down, Exit
+from foundation.kernel.pid import Pid, Ref
+
+if TYPE_CHECKING:
+    from foundation.kernel.runtime import Runtime
+
+__all__ = ["From", "Process", "ProcessInfo"]
+
+log = logging.getLogger("foundation.kernel")
+
+STARTING = "starting"
+RUNNING = "running"
+WAITING = "waiting"
+EXITED = "exited"
+
+
+class Request:
+    """A mailbox entry that carries a reply future (a call or a system request)."""
+
+    __slots__ = ("fut",)
+
+    def __init__(self, fut: asyncio.Future[Any]) -> None:
+        self.fut = fut
+
+
+class From(Request):
+    """The caller of a ``call``; hand it to ``reply(caller, value)`` to answer later."""
+
+    __slots__ = ("_server", "pid", "request", "target", "timeout")
+
+    def __init__(
+        self, fut: asyncio.Future[Any], pid: Pid | None, request: Any, target: Any, timeout: Any
+    ) -> None:
+        self.fut = fut
+        self.pid = pid
+        self.request = request
+        self.target = target
+        self.timeout = timeout
+        self._server: Process | None = None
+
+    def __repr__(self) -> str:
+        return f"From({self.pid!r})"
+
+
+class Cast:
+    """A cast request in a mailbox."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
+class SysMsg:
+    """A system message: handled by the kernel, never shown to callbacks."""
+
+    __slots__ = ()
+
+
+class StopRequest(SysMsg):
+    """Ask a process to stop with ``reason`` (a GenServer runs ``terminate`` first)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+
+
+class SyncRequest(SysMsg, Request):
+    """A barrier: answered once every message sent before it has been handled."""
+
+    __slots__ = ()
+
+
+class StateRequest(SysMsg, Request):
+    """Ask for the process's current state (through ``format_status``)."""
+
+    __slots__ = ()
+
+
+class ExitNow(BaseException):
+    """Internal: unwinds a plain process that was asked to stop with ``reason``."""
+
+    def __init__(self, reason: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """A snapshot of one process, as ``Runtime.processes()`` reports it."""
+
+    pid: Pid
+    name: str | None
+    behaviour: str
+    mailbox: int
+    status: str
+    restarts: int
+    links: tuple[Pid, ...]
+    monitors: tuple[Pid, ...]
+    monitored_by: tuple[Pid, ...]
+    trap_exit: bool
+    parent: Pid | None
+
+
+class Process:
+    """The kernel's record of one process (users hold its ``Pid``, never this object)."""
+
+    __slots__ = (
+        "behaviour",
+        "deferred",
+        "exit_fut",
+        "inflight",
+        "is_supervisor",
+        "last_state",
+        "links",
+        "mailbox",
+        "max_mailbox",
+        "monitors_in",
+        "monitors_out",
+        "name",
+        "on_exit",
+        "parent",
+        "pending_exit",
+        "pid",
+        "reason",
+        "restarts",
+        "runtime",
+        "server",
+        "started",
+        "status",
+        "task",
+        "trap_exit",
+        "via",
+        "waiter",
+    )
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        pid_id: int,
+        *,
+        behaviour: str,
+        trap_exit: bool,
+        max_mailbox: int | None,
+        parent: Process | None,
+    ) -> None:
+        self.runtime = runtime
+        self.pid = Pid(runtime.node, pid_id, self)
+        self.behaviour = behaviour
+        self.trap_exit = trap_exit
+        self.max_mailbox = max_mailbox
+        self.parent = parent
+        self.mailbox: deque[Any] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.name: str | None = None
+        self.via: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.status = STARTING
+        self.started = False
+        self.pending_exit: Any = UNSET
+        self.reason: Any = None
+        self.links: set[Process] = set()
+        self.monitors_in: dict[Ref, Process] = {}
+        self.monitors_out: dict[Ref, Process] = {}
+        self.inflight: Request | None = None
+        self.deferred: set[From] | None = None
+        self.exit_fut: asyncio.Future[Any] | None = None
+        self.on_exit: list[Callable[[Any], None]] | None = None
+        self.restarts = 0
+        self.server: Any = None
+        self.last_state: Any = UNSET
+        self.is_supervisor = False
+
+    def __repr__(self) -> str:
+        return f"<Process {self.pid!r} {self.behaviour} {self.status}>"
+
+    # -- delivery -------------------------------------------------------------------------
+
+    def deliver(self, msg: Any) -> None:
+        """Append a user message (respecting ``max_mailbox``) and wake the process."""
+        mb = self.mailbox
+        if self.max_mailbox is not None and len(mb) >= self.max_mailbox:
+            raise MailboxFull(
+                f"mailbox of {self.describe()} is full ({self.max_mailbox} messages)",
+                context={"pid": self.pid, "max_mailbox": self.max_mailbox},
+            )
+        mb.append(msg)
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def deliver_system(self, msg: Any) -> None:
+        """Append a kernel message (exit signals, monitors, system requests): never bounded."""
+        self.mailbox.append(msg)
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def describe(self) -> str:
+        return f"{self.pid!r} ({self.name})" if self.name else repr(self.pid)
+
+    # -- exit signals -----------------------------------------------------------------------
+
+    def signal_exit(self, sender: Pid | None, reason: Any, *, linked: bool) -> None:
+        """Deliver an exit signal from ``sender`` (a link, or an explicit ``exit``)."""
+        if self.status is EXITED:
+            return
+        is_str = isinstance(reason, str)
+        if not linked and is_str and reason == "kill":
+            self.kill_with("killed")
+            return
+        if self.trap_exit:
+            self.deliver_system(Exit(sender, reason))
+            return
+        if is_str and reason == "normal" and (linked or sender is not self.pid):
+            return
+        self.kill_with(reason)
+
+    def kill_with(self, reason: Any) -> None:
+        """End the process with ``reason`` at its next suspension point (cannot be trapped)."""
+        if self.status is EXITED:
+            return
+        if self.pending_exit is UNSET or reason == "killed":
+            self.pending_exit = reason
+        task = self.task
+        if self.started and task is not None and not task.done():
+            task.cancel()
+
+    # -- life ---------------------------------------------------------------------------------
+
+    async def main(self, body: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+        """The task's coroutine: run ``body``, turn how it ended into an exit reason, finish."""
+        PROCESS.set(self)
+        reason: Any = "normal"
+        try:
+            if self.pending_exit is UNSET:
+                self.started = True
+                self.status = RUNNING
+                result = await body(*args)
+                if result is not None:
+                    reason = result
+        except asyncio.CancelledError:
+            reason = "killed"
+        except ExitNow as stop:
+            reason = stop.reason
+        except Exception as exc:
+            reason = exc
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: finish, then let it fly
+            self.finish(exc)
+            raise
+        if self.pending_exit is not UNSET:
+            reason = self.pending_exit
+        self.finish(reason)
+
+    def finish(self, reason: Any) -> None:
+        """Exit processing: fail callers, signal links, fire monitors, free the pid."""
+        if self.status is EXITED:
+            return
+        self.status = EXITED
+        self.reason = reason
+        self.waiter = None
+        pid = self.pid
+        rt = self.runtime
+        rt.forget(self)
+        inflight = self.inflight
+        if inflight is not None:
+            self.inflight = None
+            self._fail_request(inflight, reason)
+        for msg in self.mailbox:
+            if isinstance(msg, Request):
+                self._fail_request(msg, reason)
+        self.mailbox.clear()
+        if self.deferred:
+            for caller in self.deferred:
+                self._fail_request(caller, reason)
+            self.deferred = None
+        links = self.links
+        self.links = set()
+        for other in links:
+            other.links.discard(self)
+            other.signal_exit(pid, reason, linked=True)
+        for ref, target in self.monitors_out.items():
+            target.monitors_in.pop(ref, None)
+        self.monitors_out.clear()
+        monitors = self.monitors_in
+        self.monitors_in = {}
+        for ref, watcher in monitors.items():
+            watcher.monitors_out.pop(ref, None)
+            watcher.deliver_system(Down(ref, pid, reason))
+        pid._proc = None
+        if self.exit_fut is not None and not self.exit_fut.done():
+            self.exit_fut.set_result(reason)
+        callbacks = self.on_exit
+        self.on_exit = None
+        if callbacks:
+            for cb in callbacks:
+                cb(reason)
+        rt.exited(self, reason)
+
+    def _fail_request(self, req: Request, reason: Any) -> None:
+        fut = req.fut
+        if fut.done():
+            return
+        what = "call to" if isinstance(req, From) else "request to"
+        fut.set_exception(
+            ProcessExited(
+                f"{what} {self.describe()} failed: the process exited with reason "
+                f"{format_reason(reason)} before it replied",
+                reason=reason,
+                context={"pid": self.pid, "name": self.name},
+            )
+        )
+
+    def exit_future(self) -> asyncio.Future[Any]:
+        """A future resolved with the exit reason when this process has exited."""
+        fut = self.exit_fut
+        if fut is None:
+            fut = self.exit_fut = self.runtime.loop.create_future()
+            if self.status is EXITED:
+                fut.set_result(self.reason)
+        return fut
+
+    def add_exit_callback(self, cb: Callable[[Any], None]) -> None:
+        """Run ``cb(reason)`` synchronously when this process exits (kernel use only)."""
+        if self.on_exit is None:
+            self.on_exit = []
+        self.on_exit.append(cb)
+
+    # -- receiving (plain processes) --------------------------------------------------------
+
+    def handle_plain_sys(self, msg: SysMsg) -> None:
+        """System messages for a process that is not a GenServer."""
+        if isinstance(msg, SyncRequest | StateRequest):
+            if not msg.fut.done():
+                msg.fut.set_result(None)
+        elif isinstance(msg, StopRequest):
+            raise ExitNow(msg.reason)
+
+    async def receive(
+        self, timeout: float | None = None, match: Callable[[Any], bool] | None = None
+    ) -> Any:
+        """Take the next message (or the first that ``match`` accepts), waiting if needed."""
+        mb = self.mailbox
+        rt = self.runtime
+        expired = False
+        timer = None
+
+        def on_timeout() -> None:
+            nonlocal expired
+            expired = True
+            w = self.waiter
+            if w is not None:
+                self.waiter = None
+                if not w.done():
+                    w.set_result(None)
+
+        try:
+            while True:
+                if match is None:
+                    while mb:
+                        msg = mb.popleft()
+                        if isinstance(msg, SysMsg):
+                            self.handle_plain_sys(msg)
+                            continue
+                        if rt.watchers:
+                            rt.notify_watchers()
+                        return msg
+                else:
+                    i = 0
+                    while i < len(mb):
+                        msg = mb[i]
+                        if isinstance(msg, SysMsg):
+                            del mb[i]
+                            self.handle_plain_sys(msg)
+                            continue
+                        if match(msg):
+                            del mb[i]
+                            if rt.watchers:
+                                rt.notify_watchers()
+                            return msg
+                        i += 1
+                if expired:
+                    raise ReceiveTimeout(
+                        f"{self.describe()} received no matching message within {timeout}s",
+                        context={"pid": self.pid, "timeout": timeout},
+                    )
+                if timeout is not None and timer is None:
+                    timer = rt.clock.call_later(timeout, on_timeout)
+                waiter: asyncio.Future[None] = rt.loop.create_future()
+                self.waiter = waiter
+                self.status = WAITING
+                try:
+                    await waiter
+                finally:
+                    self.status = RUNNING
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    # -- introspection ------------------------------------------------------------------------
+
+    def info(self) -> ProcessInfo:
+        status = self.status
+        if status is RUNNING and self.waiter is not None:
+            status = WAITING
+        return ProcessInfo(
+            pid=self.pid,
+            name=self.name,
+            behaviour=self.behaviour,
+            mailbox=len(self.mailbox),
+            status=status,
+            restarts=self.restarts,
+            links=tuple(p.pid for p in self.links),
+            monitors=tuple(p.pid for p in self.monitors_out.values()),
+            monitored_by=tuple(p.pid for p in self.monitors_in.values()),
+            trap_exit=self.trap_exit,
+            parent=self.parent.pid if self.parent is not None else None,
+        )

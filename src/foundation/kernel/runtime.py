@@ -1,0 +1,409 @@
+"""The runtime: one node's process table, names, clock, timers and orderly shutdown.
+
+``async with Runtime() as rt:`` runs inside an event loop someone else owns and never touches
+global state, so several runtimes can share an OS process. ``foundation.run(main)`` owns a loop
+and stops the tree in order on SIGINT/SIGTERM. On exit, top-level processes (those started
+outside any process) are stopped in reverse start order, each with its shutdown timeout
+(supervisors stop their own children by their specs); no process or kernel task outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import itertools
+import logging
+import signal
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from foundation.errors import AlreadyStarted, InvalidArgument, format_reason
+from foundation.kernel.clock import Clock, RealClock, wait_future
+from foundation.kernel.context import RUNTIME
+from foundation.kernel.messages import UNSET
+from foundation.kernel.pid import Pid, Ref
+from foundation.kernel.process import Process, ProcessInfo
+from foundation.kernel.timers import CallDeadlines, TimerRef
+
+if TYPE_CHECKING:
+    from foundation.kernel.child_spec import ChildSpec
+
+__all__ = ["EventHandler", "Runtime", "run"]
+
+log = logging.getLogger("foundation.kernel")
+
+T = TypeVar("T")
+EventHandler = Callable[[tuple[str, ...], dict[str, Any], dict[str, Any]], None]
+
+
+class Runtime:
+    """One node: owns its processes, their names, the clock and an orderly shutdown."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        shutdown_timeout: float = 5.0,
+        handle_signals: bool = False,
+        max_threads: int = 16,
+        node: str | None = None,
+    ) -> None:
+        if shutdown_timeout < 0:
+            raise InvalidArgument(f"invalid shutdown_timeout: {shutdown_timeout!r} (must be >= 0)")
+        if max_threads < 1:
+            raise InvalidArgument(f"invalid max_threads: {max_threads!r} (must be >= 1)")
+        self.node = node or f"node-{uuid.uuid4().hex[:12]}"
+        self.clock: Clock = clock if clock is not None else RealClock()
+        self.shutdown_timeout = shutdown_timeout
+        self.handle_signals = handle_signals
+        self.max_threads = max_threads
+        self.procs: dict[int, Process] = {}
+        self.names: dict[str, Process] = {}
+        self.top: dict[int, Process] = {}
+        self.timers: dict[TimerRef, Any] = {}
+        self.watchers: list[Callable[[], None]] = []
+        self.event_handlers: list[EventHandler] = []
+        self._ids = itertools.count(1)
+        self._dying: set[asyncio.Task[None]] = set()
+        self._threads: set[asyncio.Future[Any]] = set()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # Both are set by start(); kernel hot paths read them as plain attributes.
+        self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.deadlines: CallDeadlines = None  # type: ignore[assignment]
+        self._token: Any = None
+        self._state = "new"
+        self._stop_event: asyncio.Event | None = None
+        self._main_task: asyncio.Task[Any] | None = None
+        self.stop_signal: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Runtime {self.node} {self._state} processes={len(self.procs)}>"
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    async def __aenter__(self) -> Runtime:
+        self.start()
+        self._token = RUNTIME.set(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.shutdown()
+        finally:
+            if self._token is not None:
+                with contextlib.suppress(ValueError):
+                    RUNTIME.reset(self._token)
+                self._token = None
+
+    def start(self) -> None:
+        """Bind to the running loop (called by ``async with``; idempotent)."""
+        if self._state != "new":
+            if self._state == "running":
+                return
+            raise InvalidArgument(f"a runtime cannot be restarted (it is {self._state})")
+        self.loop = asyncio.get_running_loop()
+        self.clock.attach(self.loop)
+        self.deadlines = CallDeadlines(self.clock)
+        self._stop_event = asyncio.Event()
+        self._main_task = asyncio.current_task()
+        self._state = "running"
+        if self.handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    self.loop.add_signal_handler(sig, self._on_signal, sig.name)
+
+    def _on_signal(self, name: str) -> None:
+        log.info("runtime %s: %s received, shutting down", self.node, name)
+        self.request_stop(name)
+
+    def request_stop(self, why: str = "stop") -> None:
+        """Ask the runtime's owner to shut down (what SIGINT/SIGTERM do)."""
+        self.stop_signal = why
+        if self._stop_event is not None:
+            self._stop_event.set()
+        task = self._main_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+
+    async def wait_stopped(self) -> None:
+        """Wait until ``request_stop`` (or a handled signal) asks the runtime to stop."""
+        assert self._stop_event is not None
+        await self._stop_event.wait()
+
+    async def shutdown(self) -> None:
+        """Stop every process in reverse start order, honouring shutdown timeouts; idempotent."""
+        if self._state != "running":
+            return
+        self._state = "stopping"
+        for proc in reversed(list(self.top.values())):
+            await self._stop_top(proc)
+        for proc in list(self.procs.values()):
+            proc.kill_with("killed")
+        tasks = [p.task for p in self.procs.values() if p.task is not None]
+        tasks.extend(self._dying)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for proc in list(self.procs.values()):
+            proc.finish("killed")  # never started: its task ended before running any code
+        if self._threads:
+            await asyncio.gather(*self._threads, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        for handle in self.timers.values():
+            handle.cancel()
+        self.timers.clear()
+        self.deadlines.close()
+        if self.handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    self.loop.remove_signal_handler(sig)
+        self._state = "closed"
+
+    async def _stop_top(self, proc: Process) -> None:
+        if proc.status == "exited":
+            return
+        fut = proc.exit_future()
+        proc.signal_exit(None, "shutdown", linked=False)
+        timeout = None if proc.is_supervisor else self.shutdown_timeout
+        if not await wait_future(self.clock, fut, timeout):
+            log.warning("%s did not stop within %ss; killing it", proc.describe(), timeout)
+            proc.kill_with("killed")
+            await fut
+
+    # -- processes ------------------------------------------------------------------------------
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def make_ref(self) -> Ref:
+        return Ref(self.node, next(self._ids))
+
+    def spawn_process(
+        self,
+        body: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        *,
+        behaviour: str,
+        parent: Process | None,
+        link: bool = False,
+        name: str | None = None,
+        trap_exit: bool = False,
+        max_mailbox: int | None = None,
+        server: Any = None,
+        is_supervisor: bool = False,
+    ) -> Process:
+        """Create a process running ``body(*args)``; it starts on the next loop iteration."""
+        if self._state != "running":
+            raise InvalidArgument(f"cannot spawn: the runtime is {self._state}")
+        if max_mailbox is not None and (not isinstance(max_mailbox, int) or max_mailbox < 1):
+            raise InvalidArgument(f"invalid max_mailbox: {max_mailbox!r} (must be an int >= 1)")
+        proc = Process(
+            self,
+            next(self._ids),
+            behaviour=behaviour,
+            trap_exit=trap_exit,
+            max_mailbox=max_mailbox,
+            parent=parent,
+        )
+        proc.server = server
+        proc.is_supervisor = is_supervisor
+        if name is not None:
+            self.register_name(proc, name)
+        self.procs[proc.pid.id] = proc
+        if parent is None:
+            self.top[proc.pid.id] = proc
+        elif link:
+            proc.links.add(parent)
+            parent.links.add(proc)
+        proc.task = self.loop.create_task(proc.main(body, args))
+        if self.event_handlers:
+            self.emit(("foundation", "process", "start"), {}, {"pid": proc.pid, "name": name})
+        return proc
+
+    def register_name(self, proc: Process, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"invalid process name: {name!r} (must be a non-empty str)")
+        holder = self.names.get(name)
+        if holder is not None:
+            raise AlreadyStarted(
+                f"the name {name!r} is already registered to {holder.pid!r}", pid=holder.pid
+            )
+        if proc.name is not None:
+            raise InvalidArgument(f"{proc.pid!r} is already registered as {proc.name!r}")
+        self.names[name] = proc
+        proc.name = name
+
+    def unregister_name(self, name: str) -> None:
+        proc = self.names.pop(name, None)
+        if proc is not None:
+            proc.name = None
+
+    def resolve(self, dest: Any) -> Process | None:
+        """The live process behind a pid, a registered name or a ``("via", registry, key)``."""
+        if type(dest) is Pid:
+            return dest._proc
+        if type(dest) is str:
+            return self.names.get(dest)
+        if isinstance(dest, tuple) and len(dest) == 3 and dest[0] == "via":
+            from foundation.kernel.registry import whereis_via
+
+            pid = whereis_via(self, dest[1], dest[2])
+            return pid._proc if pid is not None else None
+        raise InvalidArgument(
+            f"not a process reference: {dest!r} (expected a Pid, a registered name "
+            "or ('via', registry, key))"
+        )
+
+    def forget(self, proc: Process) -> None:
+        """Remove an exiting process from the table and the name registry."""
+        pid_id = proc.pid.id
+        self.procs.pop(pid_id, None)
+        self.top.pop(pid_id, None)
+        if proc.name is not None and self.names.get(proc.name) is proc:
+            del self.names[proc.name]
+
+    def exited(self, proc: Process, reason: Any) -> None:
+        """Bookkeeping after a process's exit processing (runs in its dying task)."""
+        task = proc.task
+        if task is not None and not task.done():
+            self._dying.add(task)
+            task.add_done_callback(self._dying.discard)
+        if isinstance(reason, BaseException) and not isinstance(reason, asyncio.CancelledError):
+            state = proc.last_state
+            extra = ""
+            if state is not UNSET and proc.server is not None:
+                try:
+                    extra = f"; state: {proc.server.format_status(state)!r}"
+                except Exception as exc:  # a broken format_status must not hide the crash
+                    extra = f"; state unavailable (format_status raised {exc!r})"
+            log.error(
+                "process %s (%s) crashed: %s%s",
+                proc.describe(),
+                proc.behaviour,
+                format_reason(reason),
+                extra,
+                exc_info=(type(reason), reason, reason.__traceback__),
+            )
+        if self.event_handlers:
+            self.emit(
+                ("foundation", "process", "exit"),
+                {},
+                {"pid": proc.pid, "name": proc.name, "reason": reason},
+            )
+        if self.watchers:
+            self.notify_watchers()
+
+    def notify_watchers(self) -> None:
+        """Tell ``wait_until``-style watchers that the system's state may have changed."""
+        for cb in list(self.watchers):
+            cb()
+
+    def emit(
+        self, event: tuple[str, ...], measurements: dict[str, Any], meta: dict[str, Any]
+    ) -> None:
+        """Hand a kernel event to observers (telemetry); a failing handler is detached."""
+        for handler in list(self.event_handlers):
+            try:
+                handler(event, measurements, meta)
+            except Exception:
+                log.exception("event handler %r failed and was detached", handler)
+                with contextlib.suppress(ValueError):
+                    self.event_handlers.remove(handler)
+
+    # -- threads --------------------------------------------------------------------------------
+
+    async def run_in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking ``fn(*args)`` in the bounded thread pool; shutdown waits for it."""
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.max_threads, thread_name_prefix=f"foundation-{self.node}"
+            )
+        with self.clock.external():
+            fut = self.loop.run_in_executor(self._executor, functools.partial(fn, *args))
+            self._threads.add(fut)
+            fut.add_done_callback(self._threads.discard)
+            return await asyncio.shield(fut)
+
+    # -- introspection ----------------------------------------------------------------------------
+
+    def processes(self) -> list[ProcessInfo]:
+        """A snapshot of every live process, in start order."""
+        return [p.info() for p in list(self.procs.values())]
+
+    def whereis(self, name: str) -> Pid | None:
+        proc = self.names.get(name)
+        return proc.pid if proc is not None else None
+
+    def is_alive(self, pid: Pid) -> bool:
+        return pid._proc is not None and pid._proc.runtime is self
+
+    async def _run_main(self, main: Any) -> Any:
+        if isinstance(main, Sequence) and not isinstance(main, str):
+            from foundation.kernel.supervisor import Supervisor
+
+            children: list[ChildSpec] = list(main)
+            root = await Supervisor.start_link(children, strategy="one_for_one")
+            root_proc = root._proc
+            assert root_proc is not None
+            stopped = asyncio.ensure_future(self.wait_stopped())
+            try:
+                await asyncio.wait(
+                    {stopped, root_proc.exit_future()}, return_when="FIRST_COMPLETED"
+                )
+            finally:
+                stopped.cancel()
+            return None
+        if asyncio.iscoroutine(main):
+            return await main
+        if callable(main):
+            result = main()
+            if asyncio.iscoroutine(result):
+                return await result
+            return result
+        raise InvalidArgument(
+            f"run() takes a coroutine, an async function or a list of child specs, not {main!r}"
+        )
+
+
+def run(
+    main: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]] | Iterable[ChildSpec],
+    *,
+    use_uvloop: bool = False,
+    **options: Any,
+) -> T | None:
+    """Run ``main`` on a fresh event loop under a Runtime that stops in order on SIGINT/SIGTERM.
+
+    ``main`` is a coroutine, an async function, or a list of child specs (started under a root
+    one_for_one supervisor that runs until a signal or ``request_stop``).
+    """
+    options.setdefault("handle_signals", True)
+
+    async def amain() -> Any:
+        rt = Runtime(**options)
+        try:
+            async with rt:
+                return await rt._run_main(main)
+        except asyncio.CancelledError:
+            if rt.stop_signal is None:
+                raise
+            return None
+
+    if use_uvloop:
+        import uvloop
+
+        return uvloop.run(amain())  # type: ignore[no-any-return]
+    return asyncio.run(amain())  # type: ignore[no-any-return]

@@ -8,10 +8,10 @@ registry, key)`` resolves through a Registry.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
-from foundation.errors import InvalidArgument, NoProcess, NotInProcess
+from foundation.errors import CallTimeout, InvalidArgument, NoProcess, NotInProcess
 from foundation.kernel.clock import wait_future
 from foundation.kernel.context import current_process, current_runtime
 from foundation.kernel.pid import Pid, Ref
@@ -19,6 +19,7 @@ from foundation.kernel.process import Process, StopRequest
 from foundation.kernel.runtime import Runtime
 
 __all__ = [
+    "ExitWaiter",
     "current_pid",
     "demonitor",
     "exit",
@@ -242,24 +243,39 @@ def current_pid() -> Pid:
     return _need_process("current_pid").pid
 
 
-async def wait_exit(dest: Any, timeout: float | None = None) -> Any:
-    """Wait until ``dest`` exits and return its exit reason (``noproc`` if it is not alive).
+class ExitWaiter:
+    """Awaitable exit reason of a process, watched from the moment it was created."""
 
-    For code that is not a process (a runtime body, a test); processes use ``monitor``.
-    Raises ``CallTimeout`` after ``timeout`` seconds of the runtime clock.
+    __slots__ = ("_clock", "_describe", "_fut", "_timeout")
+
+    def __init__(self, rt: Runtime, proc: Process | None, timeout: float | None) -> None:
+        self._clock = rt.clock
+        self._timeout = timeout
+        self._describe = proc.describe() if proc is not None else ""
+        self._fut = proc.exit_future() if proc is not None else None
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        fut = self._fut
+        if fut is None:
+            return "noproc"
+        done = yield from wait_future(self._clock, fut, self._timeout).__await__()
+        if not done:
+            raise CallTimeout(
+                f"{self._describe} did not exit within {self._timeout}s",
+                context={"timeout": self._timeout},
+            )
+        return fut.result()
+
+
+def wait_exit(dest: Any, timeout: float | None = None) -> ExitWaiter:
+    """An awaitable of ``dest``'s exit reason (``noproc`` if it is not alive now).
+
+    It watches from the moment ``wait_exit`` is called, so an exit between that and the
+    ``await`` is not missed. For code that is not a process (a runtime body, a test); processes
+    use ``monitor``. Raises ``CallTimeout`` after ``timeout`` seconds of the runtime clock.
     """
-    from foundation.errors import CallTimeout
-
     rt = current_runtime()
-    proc = rt.resolve(dest)
-    if proc is None:
-        return "noproc"
-    fut = proc.exit_future()
-    if not await wait_future(rt.clock, fut, timeout):
-        raise CallTimeout(
-            f"{proc.describe()} did not exit within {timeout}s", context={"timeout": timeout}
-        )
-    return fut.result()
+    return ExitWaiter(rt, rt.resolve(dest), timeout)
 
 
 def stop_request(dest: Any, reason: Any) -> Process:

@@ -1,0 +1,370 @@
+"""GenServer: callbacks, return values, calls and their errors, stop and terminate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from foundation import (
+    Continue,
+    Down,
+    GenServer,
+    NoReply,
+    Reply,
+    Runtime,
+    Stop,
+    call,
+    cast,
+    is_alive,
+    monitor,
+    receive,
+    reply,
+    send,
+    spawn,
+    whereis,
+)
+from foundation.errors import (
+    AlreadyStarted,
+    CallTimeout,
+    FoundationError,
+    InitError,
+    InvalidArgument,
+    MailboxFull,
+    NoProcess,
+    ProcessExited,
+)
+from foundation.kernel.api import wait_exit
+from foundation.testing import get_state, sync, wait_until
+
+
+class Counter(GenServer):
+    async def init(self, start: int) -> int:
+        return start
+
+    async def handle_call(self, request: Any, caller: Any, state: int) -> Any:
+        if request == "get":
+            return Reply(state, state)
+        if request == "boom":
+            raise RuntimeError("boom")
+        if request == "stop":
+            return Stop("normal", state, reply="bye")
+        if request == "none":
+            return None
+        return None
+
+    async def handle_cast(self, request: Any, state: int) -> Any:
+        if request == "crash":
+            raise ValueError("cast crash")
+        return state + request
+
+
+async def test_call_returns_reply_and_cast_is_ordered_before_next_call(runtime: Runtime) -> None:
+    pid = await Counter.start(0, name="counter")
+    assert await call("counter", "get") == 0
+    cast("counter", 5)
+    cast(pid, 2)
+    assert await call(pid, "get") == 7
+
+
+async def test_start_returns_only_after_init_and_registers_name(runtime: Runtime) -> None:
+    pid = await Counter.start(3, name="c")
+    assert whereis("c") is pid
+    assert await get_state(pid) == 3
+
+
+async def test_starting_a_second_server_under_a_taken_name_raises_already_started(
+    runtime: Runtime,
+) -> None:
+    pid = await Counter.start(0, name="c")
+    with pytest.raises(AlreadyStarted) as err:
+        await Counter.start(0, name="c")
+    assert err.value.pid is pid
+    assert err.value.code == "already_started"
+
+
+async def test_failing_init_raises_init_error_with_the_cause_and_starter_survives(
+    runtime: Runtime,
+) -> None:
+    class Bad(GenServer):
+        async def init(self, args: Any) -> Any:
+            raise KeyError("missing")
+
+    class Starter(GenServer):
+        async def handle_call(self, request: Any, caller: Any, state: Any) -> Any:
+            try:
+                await Bad.start_link(None)
+            except InitError as err:
+                return Reply(("init_error", type(err.reason).__name__), state)
+            return Reply("started", state)
+
+    starter = await Starter.start(None)
+    assert await call(starter, "go") == ("init_error", "KeyError")
+    assert is_alive(starter)
+
+
+async def test_init_returning_stop_fails_start_with_its_reason(runtime: Runtime) -> None:
+    class Refuses(GenServer):
+        async def init(self, args: Any) -> Any:
+            return Stop("no_config", None)
+
+    with pytest.raises(InitError) as err:
+        await Refuses.start(None)
+    assert err.value.reason == "no_config"
+
+
+async def test_init_timeout_kills_the_process_and_raises(runtime: Runtime) -> None:
+    class Slow(GenServer):
+        async def init(self, args: Any) -> Any:
+            await runtime.clock.sleep(60)
+            return None
+
+    with pytest.raises(InitError) as err:
+        await Slow.start(None, timeout=1.0, name="slow")
+    assert err.value.reason == "timeout"
+    assert runtime.clock.now() == pytest.approx(1.0)
+    await wait_until(lambda: whereis("slow") is None)
+
+
+async def test_callee_crash_raises_process_exited_in_caller_with_reason(runtime: Runtime) -> None:
+    pid = await Counter.start(0)
+    with pytest.raises(ProcessExited) as err:
+        await call(pid, "boom")
+    assert isinstance(err.value.reason, RuntimeError)
+    assert not is_alive(pid)
+
+
+async def test_call_to_dead_pid_or_unknown_name_raises_no_process(runtime: Runtime) -> None:
+    pid = await Counter.start(0)
+    await Counter.stop(pid)
+    with pytest.raises(NoProcess):
+        await call(pid, "get")
+    with pytest.raises(NoProcess):
+        await call("nobody", "get")
+    with pytest.raises(NoProcess):
+        cast("nobody", 1)
+
+
+async def test_call_timeout_fires_on_the_runtime_clock_and_late_reply_is_discarded(
+    runtime: Runtime,
+) -> None:
+    class Lazy(GenServer):
+        async def handle_call(self, request: Any, caller: Any, state: Any) -> Any:
+            return NoReply(caller)
+
+        async def handle_cast(self, request: Any, state: Any) -> Any:
+            reply(state, "late")
+            return None
+
+    pid = await Lazy.start(None)
+    start = runtime.clock.now()
+    with pytest.raises(CallTimeout) as err:
+        await call(pid, "x", timeout=2.5)
+    assert runtime.clock.now() - start == pytest.approx(2.5, abs=0.002)
+    assert err.value.retryable
+    cast(pid, "answer now")
+    await sync(pid)
+    assert is_alive(pid)
+
+
+async def test_deferred_reply_answers_the_caller_later(runtime: Runtime) -> None:
+    class Deferred(GenServer):
+        async def init(self, args: Any) -> list[Any]:
+            return []
+
+        async def handle_call(self, request: Any, caller: Any, state: list[Any]) -> Any:
+            if request == "wait":
+                return NoReply([*state, caller])
+            for c in state:
+                reply(c, request)
+            return Reply(len(state), [])
+
+    pid = await Deferred.start(None)
+    task = [None]
+
+    async def waiter() -> None:
+        task[0] = await call(pid, "wait")
+
+    w = spawn(waiter)
+    await sync(pid)
+    assert await call(pid, "release") == 1
+    await wait_exit(w)
+    assert task[0] == "release"
+
+
+async def test_queued_and_deferred_calls_fail_with_process_exited_when_server_dies(
+    runtime: Runtime,
+) -> None:
+    class Holder(GenServer):
+        async def handle_call(self, request: Any, caller: Any, state: Any) -> Any:
+            if request == "hold":
+                return NoReply(state)
+            raise RuntimeError("die")
+
+    pid = await Holder.start(None)
+    results: list[Any] = []
+
+    async def caller(req: str) -> None:
+        try:
+            await call(pid, req, timeout=None)
+        except ProcessExited as err:
+            results.append((req, type(err.reason).__name__))
+
+    callers = [spawn(caller, "hold"), spawn(caller, "die"), spawn(caller, "queued")]
+    for c in callers:
+        await wait_exit(c)
+    assert sorted(results) == [
+        ("die", "RuntimeError"),
+        ("hold", "RuntimeError"),
+        ("queued", "RuntimeError"),
+    ]
+
+
+async def test_stop_with_reply_answers_then_terminates_with_reason(runtime: Runtime) -> None:
+    seen: list[Any] = []
+
+    class Stopper(Counter):
+        async def terminate(self, reason: Any, state: Any) -> None:
+            seen.append((reason, state))
+
+    pid = await Stopper.start(9)
+    exited = wait_exit(pid)
+    assert await call(pid, "stop") == "bye"
+    assert await exited == "normal"
+    assert seen == [("normal", 9)]
+
+
+async def test_genserver_stop_runs_terminate_and_waits(runtime: Runtime) -> None:
+    seen: list[Any] = []
+
+    class T(GenServer):
+        async def terminate(self, reason: Any, state: Any) -> None:
+            seen.append(reason)
+
+    pid = await T.start(None)
+    await GenServer.stop(pid, reason="shutdown")
+    assert seen == ["shutdown"]
+    assert not is_alive(pid)
+
+
+async def test_crash_in_callback_runs_terminate_with_the_exception(runtime: Runtime) -> None:
+    seen: list[Any] = []
+
+    class T(Counter):
+        async def terminate(self, reason: Any, state: Any) -> None:
+            seen.append(type(reason).__name__)
+
+    pid = await T.start(0)
+    cast(pid, "crash")
+    reason = await wait_exit(pid)
+    assert isinstance(reason, ValueError)
+    assert seen == ["ValueError"]
+
+
+async def test_bad_return_value_crashes_the_server_with_bad_return(runtime: Runtime) -> None:
+    pid = await Counter.start(0)
+    with pytest.raises(ProcessExited) as err:
+        await call(pid, "none")
+    assert isinstance(err.value.reason, FoundationError)
+    assert err.value.reason.code == "bad_return_value"
+
+
+async def test_continue_runs_handle_continue_before_next_message(runtime: Runtime) -> None:
+    class C(GenServer):
+        async def init(self, args: Any) -> Any:
+            return Continue(["init"], "after_init")
+
+        async def handle_continue(self, arg: Any, state: list[str]) -> Any:
+            return [*state, arg]
+
+        async def handle_call(self, request: Any, caller: Any, state: list[str]) -> Any:
+            if request == "more":
+                return Reply("ok", state, continue_with="after_call")
+            return Reply(state, state)
+
+    pid = await C.start(None)
+    assert await call(pid, "get") == ["init", "after_init"]
+    assert await call(pid, "more") == "ok"
+    assert await call(pid, "get") == ["init", "after_init", "after_call"]
+
+
+async def test_info_messages_reach_handle_info(runtime: Runtime) -> None:
+    class Info(GenServer):
+        async def init(self, args: Any) -> list[Any]:
+            return []
+
+        async def handle_info(self, msg: Any, state: list[Any]) -> Any:
+            return [*state, msg]
+
+        async def handle_call(self, request: Any, caller: Any, state: list[Any]) -> Any:
+            return Reply(state, state)
+
+    pid = await Info.start(None)
+    send(pid, "a")
+    send(pid, ("b", 1))
+    assert await call(pid, "get") == ["a", ("b", 1)]
+
+
+async def test_bounded_mailbox_raises_mailbox_full_to_the_sender(runtime: Runtime) -> None:
+    pid = await Counter.start(0, max_mailbox=2)
+    cast(pid, 1)
+    cast(pid, 1)
+    with pytest.raises(MailboxFull):
+        cast(pid, 1)
+    await sync(pid)
+    assert await call(pid, "get") == 2
+
+
+async def test_a_process_calling_itself_gets_a_clear_error(runtime: Runtime) -> None:
+    class Selfish(GenServer):
+        async def handle_call(self, request: Any, caller: Any, state: Any) -> Any:
+            try:
+                await call(self.pid, "again")
+            except InvalidArgument as err:
+                return Reply(err.code, state)
+            return Reply("no", state)
+
+    pid = await Selfish.start(None)
+    assert await call(pid, "go") == "invalid_argument"
+
+
+async def test_trapping_server_gets_exit_messages_and_parent_exit_stops_it(
+    runtime: Runtime,
+) -> None:
+    seen: list[Any] = []
+
+    class Trapper(GenServer):
+        trap_exit = True
+
+        async def handle_info(self, msg: Any, state: Any) -> Any:
+            seen.append(msg)
+            return state
+
+        async def terminate(self, reason: Any, state: Any) -> None:
+            seen.append(("terminate", reason))
+
+    async def parent_body() -> None:
+        await Trapper.start_link(None, name="trapper")
+        await receive()
+
+    parent = spawn(parent_body)
+    await wait_until_registered("trapper")
+    trapper = whereis("trapper")
+    assert trapper is not None
+
+    async def watcher() -> Any:
+        monitor(trapper)
+        return await receive(match=lambda m: isinstance(m, Down))
+
+    spawn(watcher)
+    from foundation import exit as exit_signal
+
+    exit_signal(parent, "shutdown")
+    assert await wait_exit(trapper) == "shutdown"
+    assert seen == [("terminate", "shutdown")]
+
+
+async def wait_until_registered(name: str) -> None:
+    from foundation.testing import wait_until
+
+    await wait_until(lambda: whereis(name))

@@ -32,7 +32,7 @@ from foundation.kernel.timers import CallDeadlines, TimerRef
 if TYPE_CHECKING:
     from foundation.kernel.child_spec import ChildSpec
 
-__all__ = ["EventHandler", "Runtime", "run"]
+__all__ = ["EventHandler", "Runtime", "ThreadWorker", "run"]
 
 log = logging.getLogger("foundation.kernel")
 
@@ -51,6 +51,7 @@ class Runtime:
         handle_signals: bool = False,
         max_threads: int = 16,
         node: str | None = None,
+        store: Any = None,
     ) -> None:
         if shutdown_timeout < 0:
             raise InvalidArgument(f"invalid shutdown_timeout: {shutdown_timeout!r} (must be >= 0)")
@@ -79,6 +80,8 @@ class Runtime:
         self._stop_event: asyncio.Event | None = None
         self._main_task: asyncio.Task[Any] | None = None
         self.stop_signal: str | None = None
+        self._workers: dict[str, ThreadWorker] = {}
+        self.store: Any = _open_store(store) if isinstance(store, str) else store
 
     def __repr__(self) -> str:
         return f"<Runtime {self.node} {self._state} processes={len(self.procs)}>"
@@ -160,6 +163,13 @@ class Runtime:
             proc.finish("killed")  # never started: its task ended before running any code
         if self._threads:
             await asyncio.gather(*self._threads, return_exceptions=True)
+        if self.store is not None and hasattr(self.store, "close"):
+            closed = self.store.close()
+            if asyncio.iscoroutine(closed):
+                await closed
+        for worker in self._workers.values():
+            await worker.close()
+        self._workers.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -338,6 +348,16 @@ class Runtime:
             fut.add_done_callback(self._threads.discard)
             return await asyncio.shield(fut)
 
+    def worker(self, name: str) -> ThreadWorker:
+        """A dedicated, kernel-owned thread for a component that must keep one (a database
+        connection); jobs run one at a time in submission order; closed at shutdown."""
+        w = self._workers.get(name)
+        if w is None:
+            if self._state != "running":
+                raise InvalidArgument(f"cannot open a worker thread: the runtime is {self._state}")
+            w = self._workers[name] = ThreadWorker(self, name)
+        return w
+
     # -- introspection ----------------------------------------------------------------------------
 
     def processes(self) -> list[ProcessInfo]:
@@ -377,6 +397,45 @@ class Runtime:
         raise InvalidArgument(
             f"run() takes a coroutine, an async function or a list of child specs, not {main!r}"
         )
+
+
+class ThreadWorker:
+    """One kernel-owned thread; ``await worker.run(fn, *args)`` runs jobs in order on it."""
+
+    def __init__(self, rt: Runtime, name: str) -> None:
+        self.name = name
+        self._rt = rt
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = (
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"foundation-{name}")
+        )
+        self._pending: set[asyncio.Future[Any]] = set()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the worker's thread; the loop keeps serving meanwhile."""
+        if self._executor is None:
+            raise InvalidArgument(f"worker thread {self.name!r} is closed")
+        rt = self._rt
+        with rt.clock.external():
+            fut = rt.loop.run_in_executor(self._executor, functools.partial(fn, *args))
+            self._pending.add(fut)
+            fut.add_done_callback(self._pending.discard)
+            return await asyncio.shield(fut)
+
+    async def close(self) -> None:
+        """Wait for the jobs in flight, then stop the thread."""
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+
+def _open_store(url: str) -> Any:
+    # The kernel never imports a higher layer statically; a store URL is the one place where
+    # the runtime hands a string to the persistence layer to build the store it names.
+    import importlib
+
+    return importlib.import_module("foundation.persistence").open_store(url)
 
 
 def run(

@@ -60,7 +60,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self.autojump = autojump
         self.external_work = 0
         self.on_deadlock: Callable[[], None] | None = None
-        self._selector = _JumpingSelector(self._selector, self)  # type: ignore[has-type,assignment]
+        inner: selectors.BaseSelector = self._selector  # type: ignore[has-type]
+        self._selector = _JumpingSelector(inner, self)
 
     def time(self) -> float:
         return self.vtime

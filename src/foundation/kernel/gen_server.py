@@ -236,6 +236,7 @@ class GenServer:
     async def _serve(self, args: Any, started: asyncio.Future[Pid], via: Any) -> Any:
         proc = PROCESS.get()
         assert proc is not None
+        proc.status = "starting"
         try:
             if via is not None:
                 from foundation.kernel.registry import register_via
@@ -267,6 +268,7 @@ class GenServer:
                     err.__cause__ = reason
                 started.set_exception(err)
             return reason
+        proc.status = "running"
         if not started.done():
             started.set_result(proc.pid)
         return await self._loop(proc, state, cont)

@@ -12,15 +12,15 @@ from typing import Any, Final
 from foundation.kernel.pid import Pid, Ref
 
 __all__ = [
-    "NORMAL_REASONS",
-    "UNSET",
     "Continue",
     "Control",
     "Down",
     "Exit",
+    "NORMAL_REASONS",
     "NoReply",
     "Reply",
     "Stop",
+    "UNSET",
     "is_normal_reason",
 ]
 

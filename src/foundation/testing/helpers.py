@@ -95,12 +95,14 @@ def crash(target: Any, reason: Any = "kill") -> ExitWaiter:
 
 
 async def restarted(name: str, old_pid: Pid | None, timeout: float = 5.0) -> Pid:
-    """Wait until ``name`` is registered to a live process other than ``old_pid``; its pid."""
+    """Wait until ``name`` is held by a process other than ``old_pid`` that finished starting."""
     rt = current_runtime()
 
     def new_pid() -> Pid | None:
-        pid = rt.whereis(name)
-        return pid if pid is not None and pid is not old_pid else None
+        proc = rt.names.get(name)
+        if proc is None or proc.pid is old_pid or proc.status == "starting":
+            return None
+        return proc.pid
 
     result: Pid = await wait_until(new_pid, timeout, message=f"restart of {name!r}")
     return result

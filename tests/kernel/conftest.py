@@ -37,8 +37,4 @@ class Stubborn(GenServer):
     trap_exit = True
 
     async def terminate(self, reason: Any, state: Any) -> None:
-        import asyncio
-
-        from foundation import receive  # noqa: F401  (never returns: waits on nothing)
-
-        await asyncio.Event().wait()
+        await asyncio.Event().wait()  # never set: only a kill ends this process

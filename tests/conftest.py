@@ -1,0 +1,3 @@
+"""Project-wide test configuration."""
+
+pytest_plugins = ["pytester"]

@@ -81,6 +81,9 @@ class Runtime:
         self._main_task: asyncio.Task[Any] | None = None
         self.stop_signal: str | None = None
         self._workers: dict[str, ThreadWorker] = {}
+        # Per-runtime state of higher layers (telemetry tables, service handles), by layer name:
+        # the runtime, not a module global, is what owns it.
+        self.extensions: dict[str, Any] = {}
         self.store: Any = _open_store(store) if isinstance(store, str) else store
 
     def __repr__(self) -> str:

@@ -146,8 +146,7 @@ def link(dest: Any) -> None:
         return
     if other is me:
         return
-    me.links.add(other)
-    other.links.add(me)
+    me.link(other)
 
 
 def unlink(dest: Any) -> None:
@@ -156,8 +155,7 @@ def unlink(dest: Any) -> None:
     other = me.runtime.resolve(dest)
     if other is None:
         return
-    me.links.discard(other)
-    other.links.discard(me)
+    me.unlink(other)
 
 
 def monitor(dest: Any) -> Ref:
@@ -169,8 +167,7 @@ def monitor(dest: Any) -> Ref:
     if target is None:
         me.deliver_system(_down(ref, dest, "noproc"))
         return ref
-    target.monitors_in[ref] = me
-    me.monitors_out[ref] = target
+    me.add_monitor(ref, target)
     return ref
 
 
@@ -188,16 +185,14 @@ def demonitor(ref: Ref, *, flush: bool = False) -> bool:
     from foundation.kernel.messages import Down
 
     me = _need_process("demonitor")
-    target = me.monitors_out.pop(ref, None)
-    if target is not None:
-        target.monitors_in.pop(ref, None)
-    if flush:
-        mb = me.mailbox
+    active = me.remove_monitor(ref)
+    mb = me.mailbox
+    if flush and mb:
         for i, msg in enumerate(mb):
             if type(msg) is Down and msg.ref is ref:
                 del mb[i]
                 break
-    return target is not None
+    return active
 
 
 def exit(dest: Any, reason: Any) -> None:

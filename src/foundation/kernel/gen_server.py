@@ -178,8 +178,7 @@ class GenServer:
         proc.add_exit_callback(on_exit)
         if not await wait_future(rt.clock, started, timeout):
             if parent is not None:
-                proc.links.discard(parent)
-                parent.links.discard(proc)
+                proc.unlink(parent)
             proc.kill_with("killed")
             started.cancel()
             raise InitError(
@@ -233,17 +232,18 @@ class GenServer:
 
     # -- the server loop ----------------------------------------------------------------------
 
-    async def _serve(self, args: Any, started: asyncio.Future[Pid], via: Any) -> Any:
-        proc = PROCESS.get()
-        assert proc is not None
+    async def _init(
+        self, proc: Process, args: Any, started: asyncio.Future[Pid], via: Any
+    ) -> tuple[bool, Any, Any]:
+        """Run ``init``; returns (ok, state or exit reason, continue argument)."""
         proc.status = "starting"
+        cont: Any = UNSET
         try:
             if via is not None:
                 from foundation.kernel.registry import register_via
 
                 await register_via(proc, via[1], via[2])
             result = await self.init(args)
-            cont: Any = UNSET
             if isinstance(result, Stop):
                 raise _Stopping(result.reason, None)
             if isinstance(result, Continue):
@@ -256,8 +256,7 @@ class GenServer:
             reason = exc.reason if isinstance(exc, _Stopping) else exc
             parent = proc.parent
             if parent is not None:  # the starter gets the error, not an exit signal
-                proc.links.discard(parent)
-                parent.links.discard(proc)
+                proc.unlink(parent)
             if not started.done():
                 err = InitError(
                     f"{type(self).__name__} failed in init: {format_reason(reason)}",
@@ -267,15 +266,19 @@ class GenServer:
                 if isinstance(reason, BaseException):
                     err.__cause__ = reason
                 started.set_exception(err)
-            return reason
+            return False, reason, cont
         proc.status = "running"
         if not started.done():
             started.set_result(proc.pid)
-        return await self._loop(proc, state, cont)
+        return True, state, cont
 
-    async def _loop(self, proc: Process, state: Any, cont: Any) -> Any:
-        mb = proc.mailbox
-        popleft = mb.popleft
+    async def _serve(self, args: Any, started: asyncio.Future[Pid], via: Any) -> Any:
+        proc = PROCESS.get()
+        assert proc is not None
+        ok, state, cont = await self._init(proc, args, started, via)
+        if not ok:
+            return state
+        del args, started, via  # an idle server keeps nothing it no longer needs
         rt = proc.runtime
         loop = rt.loop
         trap = proc.trap_exit
@@ -284,12 +287,13 @@ class GenServer:
             if cont is not UNSET:
                 state = await self._continue(cont, state)
             while True:
+                mb = proc.mailbox
                 if not mb:
                     waiter = loop.create_future()
                     proc.waiter = waiter
                     await waiter
                     continue
-                msg = popleft()
+                msg = mb.popleft()
                 t = type(msg)
                 if t is From:
                     proc.inflight = msg

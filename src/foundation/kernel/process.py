@@ -174,7 +174,8 @@ class Process:
         self.trap_exit = trap_exit
         self.max_mailbox = max_mailbox
         self.parent = parent
-        self.mailbox: deque[Any] = deque()
+        # Created on the first message (most idle processes never need one); never dropped.
+        self.mailbox: deque[Any] | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.name: str | None = None
         self.via: Any = None
@@ -184,8 +185,8 @@ class Process:
         self.pending_exit: Any = UNSET
         self.reason: Any = None
         self.links: set[Process] = set()
-        self.monitors_in: dict[Ref, Process] = {}
-        self.monitors_out: dict[Ref, Process] = {}
+        self.monitors_in: dict[Ref, Process] | None = None
+        self.monitors_out: dict[Ref, Process] | None = None
         self.inflight: Request | None = None
         self.deferred: set[From] | None = None
         self.exit_fut: asyncio.Future[Any] | None = None
@@ -203,7 +204,9 @@ class Process:
     def deliver(self, msg: Any) -> None:
         """Append a user message (respecting ``max_mailbox``) and wake the process."""
         mb = self.mailbox
-        if self.max_mailbox is not None and len(mb) >= self.max_mailbox:
+        if mb is None:
+            mb = self.mailbox = deque()
+        elif self.max_mailbox is not None and len(mb) >= self.max_mailbox:
             raise MailboxFull(
                 f"mailbox of {self.describe()} is full ({self.max_mailbox} messages)",
                 context={"pid": self.pid, "max_mailbox": self.max_mailbox},
@@ -217,7 +220,10 @@ class Process:
 
     def deliver_system(self, msg: Any) -> None:
         """Append a kernel message (exit signals, monitors, system requests): never bounded."""
-        self.mailbox.append(msg)
+        mb = self.mailbox
+        if mb is None:
+            mb = self.mailbox = deque()
+        mb.append(msg)
         w = self.waiter
         if w is not None:
             self.waiter = None
@@ -264,7 +270,9 @@ class Process:
             if self.pending_exit is UNSET:
                 self.started = True
                 self.status = RUNNING
-                result = await body(*args)
+                coro = body(*args)
+                del args  # the body keeps what it needs; an idle process holds no more
+                result = await coro
                 if result is not None:
                     reason = result
         except asyncio.CancelledError:
@@ -294,10 +302,11 @@ class Process:
         if inflight is not None:
             self.inflight = None
             self._fail_request(inflight, reason)
-        for msg in self.mailbox:
-            if isinstance(msg, Request):
-                self._fail_request(msg, reason)
-        self.mailbox.clear()
+        if self.mailbox:
+            for msg in self.mailbox:
+                if isinstance(msg, Request):
+                    self._fail_request(msg, reason)
+            self.mailbox.clear()
         if self.deferred:
             for caller in self.deferred:
                 self._fail_request(caller, reason)
@@ -307,14 +316,17 @@ class Process:
         for other in links:
             other.links.discard(self)
             other.signal_exit(pid, reason, linked=True)
-        for ref, target in self.monitors_out.items():
-            target.monitors_in.pop(ref, None)
-        self.monitors_out.clear()
-        monitors = self.monitors_in
-        self.monitors_in = {}
-        for ref, watcher in monitors.items():
-            watcher.monitors_out.pop(ref, None)
-            watcher.deliver_system(Down(ref, pid, reason))
+        watching = self.monitors_out
+        if watching:
+            self.monitors_out = None
+            for ref, target in watching.items():
+                target.drop_monitor_in(ref)
+        watchers = self.monitors_in
+        if watchers:
+            self.monitors_in = None
+            for ref, watcher in watchers.items():
+                watcher.drop_monitor_out(ref)
+                watcher.deliver_system(Down(ref, pid, reason))
         pid._proc = None
         if self.exit_fut is not None and not self.exit_fut.done():
             self.exit_fut.set_result(reason)
@@ -338,6 +350,41 @@ class Process:
                 context={"pid": self.pid, "name": self.name},
             )
         )
+
+    def link(self, other: Process) -> None:
+        """Link this process and ``other`` (both ways)."""
+        self.links.add(other)
+        other.links.add(self)
+
+    def unlink(self, other: Process) -> None:
+        """Remove the link between this process and ``other`` (no-op if none)."""
+        self.links.discard(other)
+        other.links.discard(self)
+
+    def add_monitor(self, ref: Ref, target: Process) -> None:
+        """Record that this process watches ``target`` under ``ref`` (both sides)."""
+        if self.monitors_out is None:
+            self.monitors_out = {}
+        self.monitors_out[ref] = target
+        if target.monitors_in is None:
+            target.monitors_in = {}
+        target.monitors_in[ref] = self
+
+    def remove_monitor(self, ref: Ref) -> bool:
+        """Stop watching under ``ref`` (both sides); True if the monitor was active."""
+        target = self.monitors_out.pop(ref, None) if self.monitors_out else None
+        if target is None:
+            return False
+        target.drop_monitor_in(ref)
+        return True
+
+    def drop_monitor_in(self, ref: Ref) -> None:
+        if self.monitors_in:
+            self.monitors_in.pop(ref, None)
+
+    def drop_monitor_out(self, ref: Ref) -> None:
+        if self.monitors_out:
+            self.monitors_out.pop(ref, None)
 
     def exit_future(self) -> asyncio.Future[Any]:
         """A future resolved with the exit reason when this process has exited."""
@@ -368,7 +415,6 @@ class Process:
         self, timeout: float | None = None, match: Callable[[Any], bool] | None = None
     ) -> Any:
         """Take the next message (or the first that ``match`` accepts), waiting if needed."""
-        mb = self.mailbox
         rt = self.runtime
         expired = False
         timer = None
@@ -384,7 +430,10 @@ class Process:
 
         try:
             while True:
-                if match is None:
+                mb = self.mailbox
+                if mb is None:
+                    pass
+                elif match is None:
                     while mb:
                         msg = mb.popleft()
                         if isinstance(msg, SysMsg):
@@ -435,12 +484,12 @@ class Process:
             pid=self.pid,
             name=self.name,
             behaviour=self.behaviour,
-            mailbox=len(self.mailbox),
+            mailbox=len(self.mailbox) if self.mailbox else 0,
             status=status,
             restarts=self.restarts,
             links=tuple(p.pid for p in self.links),
-            monitors=tuple(p.pid for p in self.monitors_out.values()),
-            monitored_by=tuple(p.pid for p in self.monitors_in.values()),
+            monitors=tuple(p.pid for p in (self.monitors_out or {}).values()),
+            monitored_by=tuple(p.pid for p in (self.monitors_in or {}).values()),
             trap_exit=self.trap_exit,
             parent=self.parent.pid if self.parent is not None else None,
         )

@@ -240,8 +240,7 @@ class Runtime:
         if parent is None:
             self.top[proc.pid.id] = proc
         elif link:
-            proc.links.add(parent)
-            parent.links.add(proc)
+            proc.link(parent)
         proc.task = self.loop.create_task(proc.main(body, args))
         if self.event_handlers:
             self.emit(("foundation", "process", "start"), {}, {"pid": proc.pid, "name": name})

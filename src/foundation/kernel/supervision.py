@@ -64,8 +64,7 @@ async def start_spec(me: Process, spec: ChildSpec) -> Pid | None:
         # Dead already. A linked child queued its own Exit first; this one is then ignored.
         me.deliver_system(Exit(pid, "noproc"))
     else:
-        proc.links.add(me)
-        me.links.add(proc)
+        proc.link(me)
     return pid
 
 
@@ -77,8 +76,7 @@ async def shutdown_child(me: Process, pid: Pid, shutdown: Shutdown) -> Any:
     proc = pid._proc
     if proc is None:
         return "noproc"
-    me.links.discard(proc)
-    proc.links.discard(me)
+    me.unlink(proc)
     fut = proc.exit_future()
     if shutdown == "brutal_kill":
         proc.signal_exit(me.pid, "kill", linked=False)

@@ -50,19 +50,21 @@ class Clock(Protocol):
 class RealClock:
     """The event loop's own clock (``loop.time()``, monotonic)."""
 
-    __slots__ = ("_loop",)
-
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        # Hot paths (every call's deadline) read the time: bind the loop's own methods.
+        self.now = loop.time  # type: ignore[method-assign]
+        self.call_at = loop.call_at  # type: ignore[method-assign]
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
         if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
+            self.attach(loop)
         return loop
 
     def now(self) -> float:

@@ -26,7 +26,7 @@ test-repeat: $(STAMP)
 	for i in $$(seq 1 20); do $(BIN)/python -m pytest -q -p randomly -x || exit 1; done
 
 demo: $(STAMP)
-	$(BIN)/python examples/supervision_demo.py
+	$(BIN)/foundation demo
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

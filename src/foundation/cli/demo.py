@@ -1,8 +1,9 @@
-"""A supervision tree that heals itself: crash a child on purpose and watch the supervisor.
+"""``foundation demo``: a supervision tree that heals itself, crashed on purpose.
 
-Run with ``make demo``. It starts a small tree (a counter, a nested supervisor with two
-workers in rest_for_one), serves some calls, crashes children on purpose and prints what the
-supervisors did: which processes stopped, which restarted, and that the tree keeps serving.
+Run with ``make demo`` or ``foundation demo``. It starts a small tree (a counter, a nested
+supervisor with two workers in rest_for_one), serves some calls, crashes children on purpose
+and prints what the supervisors did: which processes stopped, which restarted, and that the
+tree keeps serving.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+
+__all__ = ["main", "run_demo"]
 
 from foundation import (
     GenServer,
@@ -65,7 +68,7 @@ def on_event(event: tuple[str, ...], measurements: dict[str, Any], meta: dict[st
         print(f"  event process exit: {meta['pid']!r} ({meta['name']}) reason={meta['reason']!r}")
 
 
-async def main() -> None:
+async def _demo() -> None:
     async with Runtime() as rt:
         rt.event_handlers.append(on_event)
         workers = Supervisor.child_spec(
@@ -112,8 +115,14 @@ class _OneLine(logging.Formatter):
         return ""
 
 
-if __name__ == "__main__":
+async def run_demo() -> None:
+    """The demo itself (see the module docstring)."""
+    await _demo()
+
+
+def main() -> None:
+    """Run the demo on a fresh event loop, with one-line logs."""
     handler = logging.StreamHandler()
     handler.setFormatter(_OneLine("  log %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
-    asyncio.run(main())
+    asyncio.run(run_demo())

@@ -1,0 +1,80 @@
+"""Entry point and commands of the ``foundation`` command line (click + rich)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+__all__ = ["cli", "load_target", "main"]
+
+
+def load_target(spec: str) -> Any:
+    """Import ``module:attribute`` (the attribute may be dotted); a clear error if it fails."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise click.BadParameter(f"expected module:attribute, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise click.BadParameter(f"cannot import module {module_name!r}: {err}") from err
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise click.BadParameter(f"{module_name!r} has no attribute {attr!r}") from None
+    return target
+
+
+@click.group()
+@click.version_option(package_name="foundation-otp")
+def cli() -> None:
+    """Foundation: an OTP-grade, fault-tolerant runtime for multi-agent systems."""
+
+
+@cli.command("run")
+@click.argument("target")
+@click.option("--uvloop", "use_uvloop", is_flag=True, help="Run on uvloop (foundation[fast]).")
+def run_cmd(target: str, use_uvloop: bool) -> None:
+    """Run TARGET (module:attribute) until Ctrl-C or SIGTERM, then stop it in order.
+
+    TARGET is a list of child specs (started under a root supervisor), an async function, or a
+    function returning either.
+    """
+    from foundation.kernel.runtime import run
+
+    root = load_target(target)
+    if callable(root) and not _is_async(root):
+        root = root()
+    run(root, use_uvloop=use_uvloop)
+
+
+def _is_async(fn: Any) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(fn)
+
+
+@cli.command("lint", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def lint_cmd(args: tuple[str, ...]) -> None:
+    """Check PATHS for the doctrine's rules (FND001-FND008), like `python -m foundation.lint`."""
+    lint = importlib.import_module("foundation.lint")
+    sys.exit(lint.main(list(args)))
+
+
+@cli.command("demo")
+def demo_cmd() -> None:
+    """Start a supervision tree, crash children on purpose, show what the supervisors did."""
+    demo = importlib.import_module("foundation.cli.demo")
+    demo.main()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line (``argv`` defaults to ``sys.argv[1:]``)."""
+    cli.main(args=argv, prog_name="foundation")

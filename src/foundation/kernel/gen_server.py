@@ -18,6 +18,7 @@ did, and a late reply after a timeout is discarded.
 from __future__ import annotations
 
 import logging
+from math import ceil
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from foundation.errors import (
@@ -280,16 +281,18 @@ class GenServer:
             return state
         del args, started, via  # an idle server keeps nothing it no longer needs
         rt = proc.runtime
-        loop = rt.loop
+        create_future = rt.loop.create_future
         trap = proc.trap_exit
         parent_pid = proc.parent.pid if proc.parent is not None else None
+        handle_call = self.handle_call
+        unset = UNSET
         try:
             if cont is not UNSET:
                 state = await self._continue(cont, state)
             while True:
                 mb = proc.mailbox
                 if not mb:
-                    waiter = loop.create_future()
+                    waiter = create_future()
                     proc.waiter = waiter
                     await waiter
                     continue
@@ -297,14 +300,14 @@ class GenServer:
                 t = type(msg)
                 if t is From:
                     proc.inflight = msg
-                    result = await self.handle_call(msg.request, msg, state)
+                    result = await handle_call(msg.request, msg, state)
                     if type(result) is Reply:
                         fut = msg.fut
                         if not fut.done():
                             fut.set_result(result.value)
                         proc.inflight = None
                         state = result.state
-                        if result.continue_with is not UNSET:
+                        if result.continue_with is not unset:
                             state = await self._continue(result.continue_with, state)
                     else:
                         state = await self._call_result(proc, msg, result)
@@ -423,12 +426,19 @@ async def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
     me = PROCESS.get()
     if me is proc:
         raise InvalidArgument(f"{proc.describe()} cannot call itself (it would wait forever)")
-    fut = proc.runtime.loop.create_future()
+    rt = proc.runtime
+    fut = rt.loop.create_future()
     req = From(fut, me.pid if me is not None else None, request, dest, timeout)
     proc.deliver(req)
     if timeout is None:
         return await fut
-    bucket = proc.runtime.deadlines.add(req, timeout)
+    # CallDeadlines.add, inlined: this is the hottest path of the kernel.
+    deadlines = rt.deadlines
+    key = ceil((deadlines.now() + timeout) * 1000.0)
+    bucket = deadlines.buckets.get(key)
+    if bucket is None:
+        bucket = deadlines.open(key)
+    bucket.add(req)
     try:
         return await fut
     finally:

@@ -29,26 +29,33 @@ _PER_SECOND = 1000.0
 class CallDeadlines:
     """Pending calls grouped by deadline bucket; a bucket's timer fails what is still pending."""
 
-    __slots__ = ("_buckets", "_clock", "_handles")
+    __slots__ = ("_clock", "_handles", "buckets", "now")
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._buckets: dict[int, set[From]] = {}
+        self.now = clock.now
+        self.buckets: dict[int, set[From]] = {}
         self._handles: dict[int, Timer] = {}
 
     def add(self, req: From, timeout: float) -> set[From]:
         """Track ``req`` until its deadline; returns the bucket to ``discard`` it from later."""
-        key = math.ceil((self._clock.now() + timeout) * _PER_SECOND)
-        bucket = self._buckets.get(key)
+        key = math.ceil((self.now() + timeout) * _PER_SECOND)
+        bucket = self.buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = set()
-            self._handles[key] = self._clock.call_at(key / _PER_SECOND, self._fire, key)
+            bucket = self.open(key)
         bucket.add(req)
+        return bucket
+
+    def open(self, key: int) -> set[From]:
+        """A new bucket for deadline ``key`` (milliseconds), with its timer armed."""
+        bucket: set[From] = set()
+        self.buckets[key] = bucket
+        self._handles[key] = self._clock.call_at(key / _PER_SECOND, self._fire, key)
         return bucket
 
     def _fire(self, key: int) -> None:
         self._handles.pop(key, None)
-        bucket = self._buckets.pop(key, ())
+        bucket = self.buckets.pop(key, ())
         for req in bucket:
             fut = req.fut
             if not fut.done():
@@ -60,13 +67,13 @@ class CallDeadlines:
                 )
 
     def pending(self) -> int:
-        return sum(len(b) for b in self._buckets.values())
+        return sum(len(b) for b in self.buckets.values())
 
     def close(self) -> None:
         for handle in self._handles.values():
             handle.cancel()
         self._handles.clear()
-        self._buckets.clear()
+        self.buckets.clear()
 
 
 class TimerRef:

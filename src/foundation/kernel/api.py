@@ -25,6 +25,7 @@ __all__ = [
     "exit",
     "is_alive",
     "link",
+    "message_queue_len",
     "monitor",
     "receive",
     "register",
@@ -231,6 +232,12 @@ def is_alive(pid: Pid) -> bool:
     if type(pid) is not Pid:
         raise InvalidArgument(f"is_alive takes a Pid, not {pid!r}")
     return pid._proc is not None
+
+
+def message_queue_len(dest: Any) -> int:
+    """How many messages wait in ``dest``'s mailbox (``NoProcess`` if it is not alive)."""
+    proc = _target(current_runtime(), dest)
+    return len(proc.mailbox) if proc.mailbox else 0
 
 
 def current_pid() -> Pid:

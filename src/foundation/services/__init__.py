@@ -1,0 +1,14 @@
+"""Services: the resilience and operations processes agents rely on.
+
+Each service is a supervised process with a synchronous API usable in tests: signal bus,
+dead letters, circuit breaker and buffered delivery, rate limiter, retry, cache, HTTP pools,
+scheduler, system commands, task pools, coordination, health checks, feature flags.
+"""
+
+from foundation.services.signal_bus import Signal as Signal
+from foundation.services.signal_bus import SignalBus as SignalBus
+
+__all__ = [
+    "Signal",
+    "SignalBus",
+]

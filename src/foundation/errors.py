@@ -21,6 +21,11 @@ Each error has a stable ``code`` (for programs), a message that says what was wr
     ├── InvalidArgument             invalid_argument
     ├── UnexpectedMessage           unexpected_message
     ├── NoRuntime                   no_runtime
+    ├── CommandNotAllowed           command_not_allowed
+    ├── CommandTimeout              command_timeout     (retryable)
+    ├── CommandFailed               command_failed
+    ├── OutputTooLarge              output_too_large
+    ├── Overloaded                  overloaded          (retryable)
     └── NotInProcess                not_in_process
 """
 
@@ -37,6 +42,9 @@ __all__ = [
     "CallTimeout",
     "ChildNotFound",
     "ChildRunning",
+    "CommandFailed",
+    "CommandNotAllowed",
+    "CommandTimeout",
     "FoundationError",
     "InitError",
     "InvalidArgument",
@@ -45,6 +53,8 @@ __all__ = [
     "NoProcess",
     "NoRuntime",
     "NotInProcess",
+    "OutputTooLarge",
+    "Overloaded",
     "ProcessExited",
     "ReceiveTimeout",
     "UnexpectedMessage",
@@ -223,3 +233,35 @@ class UnexpectedMessage(FoundationError):
     """Raised inside a GenServer that got a call, cast or continue it has no handler for."""
 
     code = "unexpected_message"
+
+
+class CommandNotAllowed(FoundationError):
+    """Raised when a system command is not on the allow-list (or not installed)."""
+
+    code = "command_not_allowed"
+
+
+class CommandTimeout(FoundationError):
+    """Raised when a system command outlived its timeout; its whole process group was killed."""
+
+    code = "command_timeout"
+    default_retryable = True
+
+
+class CommandFailed(FoundationError):
+    """Raised when a system command exited non-zero; ``context`` has the code and output tail."""
+
+    code = "command_failed"
+
+
+class OutputTooLarge(FoundationError):
+    """Raised when a system command wrote more than its output cap; it was killed."""
+
+    code = "output_too_large"
+
+
+class Overloaded(FoundationError):
+    """Raised when a service is at its concurrency cap; try again later."""
+
+    code = "overloaded"
+    default_retryable = True

@@ -5,10 +5,14 @@ dead letters, circuit breaker and buffered delivery, rate limiter, retry, cache,
 scheduler, system commands, task pools, coordination, health checks, feature flags.
 """
 
+from foundation.services.commands import CommandResult as CommandResult
+from foundation.services.commands import SystemCommands as SystemCommands
 from foundation.services.signal_bus import Signal as Signal
 from foundation.services.signal_bus import SignalBus as SignalBus
 
 __all__ = [
+    "CommandResult",
     "Signal",
     "SignalBus",
+    "SystemCommands",
 ]

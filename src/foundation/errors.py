@@ -26,6 +26,9 @@ Each error has a stable ``code`` (for programs), a message that says what was wr
     ├── CommandFailed               command_failed
     ├── OutputTooLarge              output_too_large
     ├── Overloaded                  overloaded          (retryable)
+    ├── LockTimeout                 lock_timeout        (retryable)
+    ├── NotLockHolder               not_lock_holder    
+    ├── BarrierTimeout              barrier_timeout     (retryable)
     └── NotInProcess                not_in_process
 """
 
@@ -39,6 +42,7 @@ __all__ = [
     "AlreadyRegistered",
     "AlreadyStarted",
     "BadReturn",
+    "BarrierTimeout",
     "CallTimeout",
     "ChildNotFound",
     "ChildRunning",
@@ -48,11 +52,13 @@ __all__ = [
     "FoundationError",
     "InitError",
     "InvalidArgument",
+    "LockTimeout",
     "MailboxFull",
     "MaxChildren",
     "NoProcess",
     "NoRuntime",
     "NotInProcess",
+    "NotLockHolder",
     "OutputTooLarge",
     "Overloaded",
     "ProcessExited",
@@ -264,4 +270,24 @@ class Overloaded(FoundationError):
     """Raised when a service is at its concurrency cap; try again later."""
 
     code = "overloaded"
+    default_retryable = True
+
+
+class LockTimeout(FoundationError):
+    """Raised when a lock was not granted before the caller's timeout (it never will be)."""
+
+    code = "lock_timeout"
+    default_retryable = True
+
+
+class NotLockHolder(FoundationError):
+    """Raised when releasing or renewing a lock with a token that no longer holds it."""
+
+    code = "not_lock_holder"
+
+
+class BarrierTimeout(FoundationError):
+    """Raised when a barrier did not fill before the caller's timeout."""
+
+    code = "barrier_timeout"
     default_retryable = True

@@ -27,7 +27,7 @@ Each error has a stable ``code`` (for programs), a message that says what was wr
     ├── OutputTooLarge              output_too_large
     ├── Overloaded                  overloaded          (retryable)
     ├── LockTimeout                 lock_timeout        (retryable)
-    ├── NotLockHolder               not_lock_holder    
+    ├── NotLockHolder               not_lock_holder
     ├── BarrierTimeout              barrier_timeout     (retryable)
     └── NotInProcess                not_in_process
 """

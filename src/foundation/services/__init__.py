@@ -16,8 +16,8 @@ from foundation.services.signal_bus import SignalBus as SignalBus
 __all__ = [
     "CommandResult",
     "Coordination",
-    "Lease",
     "Leadership",
+    "Lease",
     "Signal",
     "SignalBus",
     "SystemCommands",

@@ -39,7 +39,12 @@ from foundation.kernel.pid import Pid, Ref
 from foundation.kernel.process import From
 from foundation.kernel.supervision import Failed, unwrap
 
-__all__ = ["DEFAULT_ALLOW", "CommandResult", "CommandStats", "SystemCommands"]
+__all__ = [
+    "CommandResult",
+    "CommandStats",
+    "DEFAULT_ALLOW",
+    "SystemCommands",
+]
 
 DEFAULT_ALLOW = ("uptime", "ps", "free", "df", "iostat", "vmstat")
 _CHUNK = 65536

@@ -41,7 +41,11 @@ from foundation.kernel.process import From
 from foundation.kernel.supervision import Failed, unwrap
 from foundation.kernel.timers import send_after
 
-__all__ = ["Coordination", "Lease", "Leadership"]
+__all__ = [
+    "Coordination",
+    "Leadership",
+    "Lease",
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,13 @@ from foundation.kernel.pid import Pid, Ref
 from foundation.kernel.process import From
 from foundation.kernel.supervision import Failed, unwrap
 
-__all__ = ["DeadLetterSink", "Signal", "SignalBus", "SignalBusStats", "compile_pattern"]
+__all__ = [
+    "DeadLetterSink",
+    "Signal",
+    "SignalBus",
+    "SignalBusStats",
+    "compile_pattern",
+]
 
 DeadLetterSink = Callable[[Any, Any, str, dict[str, Any]], Awaitable[None]]
 _SEGMENT = re.compile(r"^[A-Za-z0-9_\-]+$")

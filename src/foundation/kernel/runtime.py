@@ -15,6 +15,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import os
 import signal
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -72,6 +73,7 @@ class Runtime:
         self._dying: set[asyncio.Task[None]] = set()
         self._threads: set[asyncio.Future[Any]] = set()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._processes: concurrent.futures.ProcessPoolExecutor | None = None
         # Both are set by start(); kernel hot paths read them as plain attributes.
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.deadlines: CallDeadlines = None  # type: ignore[assignment]
@@ -176,6 +178,9 @@ class Runtime:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self._processes is not None:
+            self._processes.shutdown(wait=True)
+            self._processes = None
         for handle in self.timers.values():
             handle.cancel()
         self.timers.clear()
@@ -346,6 +351,22 @@ class Runtime:
             )
         with self.clock.external():
             fut = self.loop.run_in_executor(self._executor, functools.partial(fn, *args))
+            self._threads.add(fut)
+            fut.add_done_callback(self._threads.discard)
+            return await asyncio.shield(fut)
+
+    async def run_in_process(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU-bound ``fn(*args)`` in the runtime's process pool (``fn`` and ``args`` must be
+        picklable: they cross to another OS process); shutdown waits for it."""
+        if self._processes is None:
+            import multiprocessing
+
+            self._processes = concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(self.max_threads, os.cpu_count() or 1),
+                mp_context=multiprocessing.get_context("spawn"),
+            )
+        with self.clock.external():
+            fut = self.loop.run_in_executor(self._processes, functools.partial(fn, *args))
             self._threads.add(fut)
             fut.add_done_callback(self._threads.discard)
             return await asyncio.shield(fut)

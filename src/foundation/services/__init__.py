@@ -8,17 +8,21 @@ scheduler, system commands, task pools, coordination, health checks, feature fla
 from foundation.services.commands import CommandResult as CommandResult
 from foundation.services.commands import SystemCommands as SystemCommands
 from foundation.services.coordination import Coordination as Coordination
-from foundation.services.coordination import Lease as Lease
 from foundation.services.coordination import Leadership as Leadership
+from foundation.services.coordination import Lease as Lease
 from foundation.services.signal_bus import Signal as Signal
 from foundation.services.signal_bus import SignalBus as SignalBus
+from foundation.services.task_pools import PoolConfig as PoolConfig
+from foundation.services.task_pools import TaskPools as TaskPools
 
 __all__ = [
     "CommandResult",
     "Coordination",
     "Leadership",
     "Lease",
+    "PoolConfig",
     "Signal",
     "SignalBus",
     "SystemCommands",
+    "TaskPools",
 ]

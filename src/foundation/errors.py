@@ -29,7 +29,13 @@ Each error has a stable ``code`` (for programs), a message that says what was wr
     ├── LockTimeout                 lock_timeout        (retryable)
     ├── NotLockHolder               not_lock_holder
     ├── BarrierTimeout              barrier_timeout     (retryable)
-    └── NotInProcess                not_in_process
+    ├── NotInProcess                not_in_process
+    ├── RateLimited                 rate_limited        (retryable)
+    ├── LimiterNotFound             limiter_not_found
+    ├── RetryExhausted              retry_exhausted
+    ├── PoolNotFound                pool_not_found
+    ├── HttpRequestFailed           http_request_failed (retryable)
+    └── HttpStatusError             http_status         (retryable for 429 and 5xx)
 """
 
 from __future__ import annotations
@@ -50,8 +56,11 @@ __all__ = [
     "CommandNotAllowed",
     "CommandTimeout",
     "FoundationError",
+    "HttpRequestFailed",
+    "HttpStatusError",
     "InitError",
     "InvalidArgument",
+    "LimiterNotFound",
     "LockTimeout",
     "MailboxFull",
     "MaxChildren",
@@ -61,8 +70,11 @@ __all__ = [
     "NotLockHolder",
     "OutputTooLarge",
     "Overloaded",
+    "PoolNotFound",
     "ProcessExited",
+    "RateLimited",
     "ReceiveTimeout",
+    "RetryExhausted",
     "UnexpectedMessage",
     "format_reason",
 ]
@@ -291,3 +303,70 @@ class BarrierTimeout(FoundationError):
 
     code = "barrier_timeout"
     default_retryable = True
+
+
+class RateLimited(FoundationError):
+    """Raised when a rate limit denied a request; ``retry_after`` says when one may pass."""
+
+    code = "rate_limited"
+    default_retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, context={"retry_after": retry_after, **(context or {})})
+        self.retry_after = retry_after
+
+
+class LimiterNotFound(FoundationError):
+    """Raised when a rate limiter name was never configured (or was removed); configure it."""
+
+    code = "limiter_not_found"
+
+
+class RetryExhausted(FoundationError):
+    """Raised when retries gave up (attempts or time spent); the last error is ``__cause__``."""
+
+    code = "retry_exhausted"
+
+    def __init__(
+        self, message: str, *, attempts: int, context: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, context={"attempts": attempts, **(context or {})})
+        self.attempts = attempts
+
+
+class PoolNotFound(FoundationError):
+    """Raised when no HTTP pool is configured under the requested service name."""
+
+    code = "pool_not_found"
+
+
+class HttpRequestFailed(FoundationError):
+    """Raised when an HTTP request failed before a response (connect, read, write, protocol)."""
+
+    code = "http_request_failed"
+    default_retryable = True
+
+
+class HttpStatusError(FoundationError):
+    """Raised when a response had an error status and the caller asked for that to raise.
+
+    Retryable for 429 (too many requests) and 5xx; other statuses are the caller's to fix.
+    """
+
+    code = "http_status"
+
+    def __init__(
+        self, message: str, *, status: int, context: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(
+            message,
+            context={"status": status, **(context or {})},
+            retryable=status == 429 or status >= 500,
+        )
+        self.status = status

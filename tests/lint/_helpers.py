@@ -1,0 +1,25 @@
+"""Shared helpers for the lint tests: lint a snippet, list what it found."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from foundation.lint import Config, Finding, check_source
+
+__all__ = ["LIBRARY_PATH", "ROOT", "TEST_PATH", "codes", "lint"]
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Where a snippet pretends to live: library code, or a test file (FND005 applies only there).
+LIBRARY_PATH = "src/app/module.py"
+TEST_PATH = "tests/test_module.py"
+
+
+def lint(source: str, path: str = LIBRARY_PATH, config: Config | None = None) -> list[Finding]:
+    """The findings in the dedented ``source`` as if it were the file ``path``."""
+    return check_source(textwrap.dedent(source), path, config or Config())
+
+
+def codes(source: str, path: str = LIBRARY_PATH, config: Config | None = None) -> list[str]:
+    """The codes found in ``source``, in position order."""
+    return [finding.code for finding in lint(source, path, config)]

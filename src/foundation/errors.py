@@ -35,7 +35,8 @@ Each error has a stable ``code`` (for programs), a message that says what was wr
     ├── RetryExhausted              retry_exhausted
     ├── PoolNotFound                pool_not_found
     ├── HttpRequestFailed           http_request_failed (retryable)
-    └── HttpStatusError             http_status         (retryable for 429 and 5xx)
+    ├── HttpStatusError             http_status         (retryable for 429 and 5xx)
+    └── BackendUnavailable          backend_unavailable (retryable)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "AlreadyPresent",
     "AlreadyRegistered",
     "AlreadyStarted",
+    "BackendUnavailable",
     "BadReturn",
     "BarrierTimeout",
     "CallTimeout",
@@ -370,3 +372,10 @@ class HttpStatusError(FoundationError):
             retryable=status == 429 or status >= 500,
         )
         self.status = status
+
+
+class BackendUnavailable(FoundationError):
+    """Raised when a shared backend (Redis, PostgreSQL) did not answer or refused a command."""
+
+    code = "backend_unavailable"
+    default_retryable = True

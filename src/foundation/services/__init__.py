@@ -5,24 +5,40 @@ dead letters, circuit breaker and buffered delivery, rate limiter, retry, cache,
 scheduler, system commands, task pools, coordination, health checks, feature flags.
 """
 
+from foundation.services.cache import Cache as Cache
+from foundation.services.cache import CacheServer as CacheServer
+from foundation.services.cache import CacheStats as CacheStats
 from foundation.services.commands import CommandResult as CommandResult
 from foundation.services.commands import SystemCommands as SystemCommands
 from foundation.services.coordination import Coordination as Coordination
 from foundation.services.coordination import Leadership as Leadership
 from foundation.services.coordination import Lease as Lease
+from foundation.services.rate_limiter import FixedWindow as FixedWindow
+from foundation.services.rate_limiter import LimitStatus as LimitStatus
+from foundation.services.rate_limiter import RateLimiter as RateLimiter
+from foundation.services.rate_limiter import TokenBucket as TokenBucket
+from foundation.services.retry import Retry as Retry
 from foundation.services.signal_bus import Signal as Signal
 from foundation.services.signal_bus import SignalBus as SignalBus
 from foundation.services.task_pools import PoolConfig as PoolConfig
 from foundation.services.task_pools import TaskPools as TaskPools
 
 __all__ = [
+    "Cache",
+    "CacheServer",
+    "CacheStats",
     "CommandResult",
     "Coordination",
+    "FixedWindow",
     "Leadership",
     "Lease",
+    "LimitStatus",
     "PoolConfig",
+    "RateLimiter",
+    "Retry",
     "Signal",
     "SignalBus",
     "SystemCommands",
     "TaskPools",
+    "TokenBucket",
 ]

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from typing import Any
 
 import pytest
 
 from foundation import Runtime, spawn
-from foundation.errors import InvalidArgument, LimiterNotFound, ProcessExited, RateLimited
+from foundation.errors import (
+    BackendUnavailable,
+    InitError,
+    InvalidArgument,
+    LimiterNotFound,
+    ProcessExited,
+    RateLimited,
+)
 from foundation.kernel.api import wait_exit
 from foundation.services.rate_limiter import (
     FixedWindow,
@@ -16,6 +25,7 @@ from foundation.services.rate_limiter import (
     RateLimiterStats,
     TokenBucket,
 )
+from foundation.services.redis_rate_limiter import RedisRateLimiter
 from foundation.testing import crash, sync
 
 
@@ -251,3 +261,148 @@ async def test_waiters_are_answered_when_the_limiter_crashes(runtime: Runtime) -
     await crash(limiter_pid)
     await wait_exit(pid)
     assert len(errors) == 1
+
+
+# -- the shared variant, against a real Redis ------------------------------------------------------
+
+REDIS_URL = os.environ.get("FOUNDATION_TEST_REDIS_URL", "")
+
+
+def _redis_answers(url: str) -> str | None:
+    """None if Redis at ``url`` answers a PING, else why not."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"Redis at {url} did not answer: {exc}"
+    finally:
+        client.close()
+    return None
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis (``FOUNDATION_TEST_REDIS_URL``); skips when absent unless required."""
+    required = "redis" in os.environ.get("FOUNDATION_REQUIRE_SERVICES", "").split(",")
+    why = (
+        "FOUNDATION_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0)"
+        if not REDIS_URL
+        else _redis_answers(REDIS_URL)
+    )
+    if why is not None:
+        if required:
+            pytest.fail(f"Redis is required (FOUNDATION_REQUIRE_SERVICES): {why}")
+        pytest.skip(why)
+    return REDIS_URL
+
+
+def _prefix() -> str:
+    return f"foundation-test:{uuid.uuid4().hex}:"
+
+
+@pytest.mark.parametrize(
+    "policy", [FixedWindow(limit=100, scale=86400), TokenBucket(capacity=100, refill_rate=0.001)]
+)
+@pytest.mark.redis
+@pytest.mark.foundation(clock="real")
+async def test_redis_race_condition_sharers_never_exceed_limit(
+    runtime: Runtime, redis_url: str, policy: Any
+) -> None:
+    prefix = _prefix()
+    # Two servers, two connection pools: two "machines" sharing one budget through Redis.
+    for name in ("host-a", "host-b"):
+        await RedisRateLimiter.start_link(redis_url, name=name, limiters={"api": policy},
+                                          prefix=prefix)  # fmt: skip
+    results: list[Any] = [None] * 200
+
+    async def one(i: int) -> None:
+        server = "host-a" if i % 2 else "host-b"
+        results[i] = await RedisRateLimiter.try_acquire("api", "user-1", server=server)
+
+    pids = [spawn(one, i) for i in range(200)]
+    for pid in pids:
+        await wait_exit(pid)
+    assert results.count(True) == 100
+    assert results.count(False) == 100
+    status = await RedisRateLimiter.status("api", "user-1", server="host-a")
+    assert (status.limit, status.remaining) == (100, 0)
+    await RedisRateLimiter.reset("api", "user-1", server="host-b")
+    assert (await RedisRateLimiter.status("api", "user-1", server="host-a")).remaining == 100
+
+
+@pytest.mark.redis
+@pytest.mark.foundation(clock="real")
+async def test_redis_denials_report_when_to_retry_and_consume_nothing(
+    runtime: Runtime, redis_url: str
+) -> None:
+    await RedisRateLimiter.start_link(
+        redis_url, limiters={"b": TokenBucket(2, 0.01), "w": FixedWindow(1, 86400)},
+        prefix=_prefix(),
+    )  # fmt: skip
+    await RedisRateLimiter.check("b", "k", 2)
+    for _ in range(5):
+        with pytest.raises(RateLimited) as err:
+            await RedisRateLimiter.check("b", "k")
+    assert 90 < err.value.retry_after <= 100  # one token at 0.01/s
+    assert (await RedisRateLimiter.status("b", "k")).remaining == 0
+    assert await RedisRateLimiter.try_acquire("w", "k") is True
+    assert await RedisRateLimiter.try_acquire("w", "k") is False
+    with pytest.raises(RateLimited):
+        await RedisRateLimiter.acquire("w", "k", timeout=1.0)  # due in hours: fails at once
+
+
+@pytest.mark.redis
+@pytest.mark.foundation(clock="real")
+async def test_redis_acquire_waits_for_the_next_token(runtime: Runtime, redis_url: str) -> None:
+    await RedisRateLimiter.start_link(
+        redis_url, limiters={"b": TokenBucket(1, 40.0)}, prefix=_prefix()
+    )
+    start = runtime.clock.now()
+    for _ in range(3):
+        await RedisRateLimiter.acquire("b", "k", timeout=5)
+    assert runtime.clock.now() - start >= 0.045  # two refills of 25 ms each
+
+
+@pytest.mark.redis
+@pytest.mark.foundation(clock="real")
+async def test_redis_idle_keys_expire_by_themselves(runtime: Runtime, redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    prefix = _prefix()
+    await RedisRateLimiter.start_link(
+        redis_url, limiters={"b": TokenBucket(10, 1.0), "w": FixedWindow(5, 30)}, prefix=prefix
+    )
+    await RedisRateLimiter.check("b", "k", 3)
+    await RedisRateLimiter.check("w", "k")
+    client = aioredis.from_url(redis_url)
+    try:
+        bucket_ttl = await client.pttl(f"{prefix}b:k")
+        window_ttl = await client.pttl(f"{prefix}w:k")
+    finally:
+        await client.aclose()
+    assert 2000 < bucket_ttl <= 4000  # full again after 3 s, plus a second of slack
+    assert 0 < window_ttl <= 31000  # gone once its window is over
+
+
+@pytest.mark.redis
+@pytest.mark.foundation(clock="real")
+async def test_redis_limiter_errors_name_what_is_wrong(runtime: Runtime, redis_url: str) -> None:
+    await RedisRateLimiter.start_link(redis_url, limiters={"w": FixedWindow(2)}, prefix=_prefix())
+    with pytest.raises(LimiterNotFound, match="'nope'"):
+        await RedisRateLimiter.try_acquire("nope", "k")
+    with pytest.raises(InvalidArgument, match="limit is 2"):
+        await RedisRateLimiter.try_acquire("w", "k", 3)
+    await RedisRateLimiter.configure("nope", TokenBucket(1, 1.0))
+    assert await RedisRateLimiter.try_acquire("nope", "k") is True
+    await RedisRateLimiter.remove("nope")
+    with pytest.raises(LimiterNotFound):
+        await RedisRateLimiter.status("nope", "k")
+
+
+@pytest.mark.foundation(clock="real")
+async def test_redis_limiter_fails_to_start_when_redis_does_not_answer(runtime: Runtime) -> None:
+    with pytest.raises(InitError) as err:
+        await RedisRateLimiter.start_link("redis://127.0.0.1:1/0")
+    assert isinstance(err.value.reason, BackendUnavailable)

@@ -17,6 +17,7 @@ from foundation.services.rate_limiter import FixedWindow as FixedWindow
 from foundation.services.rate_limiter import LimitStatus as LimitStatus
 from foundation.services.rate_limiter import RateLimiter as RateLimiter
 from foundation.services.rate_limiter import TokenBucket as TokenBucket
+from foundation.services.redis_rate_limiter import RedisRateLimiter as RedisRateLimiter
 from foundation.services.retry import Retry as Retry
 from foundation.services.signal_bus import Signal as Signal
 from foundation.services.signal_bus import SignalBus as SignalBus
@@ -35,6 +36,7 @@ __all__ = [
     "LimitStatus",
     "PoolConfig",
     "RateLimiter",
+    "RedisRateLimiter",
     "Retry",
     "Signal",
     "SignalBus",

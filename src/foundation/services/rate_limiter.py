@@ -25,14 +25,14 @@ requests against a limit of 100 give exactly 100 allowed and 100 denied.
   server drops them every ``cleanup_interval`` seconds (and on ``cleanup()``).
 - ``status``, ``stats``; ``reset`` (the seed's ``reset_for_testing``) refills a limiter's keys.
 
+The policies and their pure decision functions live in ``foundation.services.rate_limits``
+(re-exported here).
 ``foundation.services.redis_rate_limiter.RedisRateLimiter`` has the same API and policies over
 Redis, for limits shared by several OS processes or machines.
 """
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,12 +43,24 @@ from foundation.errors import (
     LimiterNotFound,
     RateLimited,
 )
+from foundation.kernel.child_spec import ChildSpec
 from foundation.kernel.context import current_runtime
 from foundation.kernel.gen_server import GenServer, call, cast, reply
 from foundation.kernel.messages import NoReply, Reply
+from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
 from foundation.kernel.supervision import Failed, unwrap
-from foundation.kernel.timers import TimerRef, cancel_timer, send_after
+from foundation.kernel.timers import cancel_timer, send_after
+from foundation.services.rate_limits import (
+    FixedWindow,
+    KeyState,
+    LimitStatus,
+    Policy,
+    TokenBucket,
+    check_policy,
+    check_tokens,
+    rate_limited,
+)
 
 __all__ = [
     "FixedWindow",
@@ -57,113 +69,6 @@ __all__ = [
     "RateLimiterStats",
     "TokenBucket",
 ]
-
-_EPS = 1e-9
-
-
-def _positive(value: Any, what: str, *, integer: bool = False) -> None:
-    kinds = int if integer else int | float
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
-        raise InvalidArgument(f"invalid {what}: {value!r} ({'an int' if integer else 'a'} > 0)")
-
-
-class _Key:
-    """One key's state: ``level`` (tokens left, or tokens used in the window) at time ``at``."""
-
-    __slots__ = ("at", "level", "timer", "waiters")
-
-    def __init__(self, level: float, at: float) -> None:
-        self.level = level
-        self.at = at
-        self.waiters: deque[tuple[From, int]] = deque()
-        self.timer: TimerRef | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenBucket:
-    """``capacity`` tokens at most, refilled at ``refill_rate`` tokens per second."""
-
-    capacity: int
-    refill_rate: float
-
-    def __post_init__(self) -> None:
-        _positive(self.capacity, "capacity", integer=True)
-        _positive(self.refill_rate, "refill_rate")
-
-    @property
-    def limit(self) -> int:
-        return self.capacity
-
-    def fresh(self, now: float) -> _Key:
-        return _Key(float(self.capacity), now)
-
-    def _refill(self, k: _Key, now: float) -> None:
-        if now > k.at:
-            k.level = min(float(self.capacity), k.level + (now - k.at) * self.refill_rate)
-            k.at = now
-
-    def take(self, k: _Key, now: float, n: int) -> float:
-        """Consume ``n`` tokens and return 0.0, or return the seconds until ``n`` are there."""
-        self._refill(k, now)
-        if k.level + _EPS >= n:
-            k.level = max(0.0, k.level - n)
-            return 0.0
-        return (n - k.level) / self.refill_rate
-
-    def status(self, k: _Key, now: float) -> tuple[int, float]:
-        self._refill(k, now)
-        return math.floor(k.level + _EPS), (self.capacity - k.level) / self.refill_rate
-
-    def idle(self, k: _Key, now: float) -> bool:
-        self._refill(k, now)
-        return k.level + _EPS >= self.capacity
-
-
-@dataclass(frozen=True, slots=True)
-class FixedWindow:
-    """``limit`` tokens per window of ``scale`` seconds (windows start at multiples of it)."""
-
-    limit: int
-    scale: float = 60.0
-
-    def __post_init__(self) -> None:
-        _positive(self.limit, "limit", integer=True)
-        _positive(self.scale, "scale")
-
-    def fresh(self, now: float) -> _Key:
-        return _Key(0.0, math.floor(now / self.scale) * self.scale)
-
-    def _roll(self, k: _Key, now: float) -> None:
-        start = math.floor(now / self.scale) * self.scale
-        if start != k.at:
-            k.at, k.level = start, 0.0
-
-    def take(self, k: _Key, now: float, n: int) -> float:
-        self._roll(k, now)
-        if k.level + n <= self.limit:
-            k.level += n
-            return 0.0
-        return k.at + self.scale - now
-
-    def status(self, k: _Key, now: float) -> tuple[int, float]:
-        self._roll(k, now)
-        return self.limit - int(k.level), k.at + self.scale - now
-
-    def idle(self, k: _Key, now: float) -> bool:
-        self._roll(k, now)
-        return k.level == 0
-
-
-Policy = TokenBucket | FixedWindow
-
-
-@dataclass(frozen=True, slots=True)
-class LimitStatus:
-    """A key's limit, the tokens it has left now, and the seconds until it is fully reset."""
-
-    limit: int
-    remaining: int
-    reset_after: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,32 +83,10 @@ class RateLimiterStats:
     cleaned: int
 
 
-def _check_policy(policy: Any) -> Policy:
-    if not isinstance(policy, TokenBucket | FixedWindow):
-        raise InvalidArgument(f"invalid rate limit policy: {policy!r} (TokenBucket or FixedWindow)")
-    return policy
-
-
-def _check_tokens(tokens: Any, policy: Policy, limiter: str) -> None:
-    _positive(tokens, "tokens", integer=True)
-    if tokens > policy.limit:
-        raise InvalidArgument(
-            f"{tokens} tokens can never pass limiter {limiter!r} (its limit is {policy.limit})"
-        )
-
-
-def _denied(limiter: str, key: Any, tokens: int, wait: float) -> RateLimited:
-    return RateLimited(
-        f"rate limit {limiter!r} denied {tokens} token(s) for key {key!r}; retry in {wait:.3g}s",
-        retry_after=wait,
-        context={"limiter": limiter, "key": key, "tokens": tokens},
-    )
-
-
 class _State:
     def __init__(self, limiters: dict[str, Policy], cleanup_interval: float) -> None:
         self.limiters = limiters
-        self.keys: dict[str, dict[Hashable, _Key]] = {name: {} for name in limiters}
+        self.keys: dict[str, dict[Hashable, KeyState]] = {name: {} for name in limiters}
         self.cleanup_interval = cleanup_interval
         self.counts = {"allowed": 0, "denied": 0, "cleaned": 0}
 
@@ -218,19 +101,41 @@ class RateLimiter(GenServer):
         name: Any = "rate_limiter",
         limiters: Mapping[str, Policy] | None = None,
         cleanup_interval: float = 300.0,
-    ) -> Any:
+    ) -> Pid:
         """Start the service with ``limiters`` (name to policy), linked to the caller."""
-        configs = {str(n): _check_policy(p) for n, p in (limiters or {}).items()}
-        _positive(cleanup_interval, "cleanup_interval")
+        configs = {str(n): check_policy(p) for n, p in (limiters or {}).items()}
+        if (
+            isinstance(cleanup_interval, bool)
+            or not isinstance(cleanup_interval, int | float)
+            or cleanup_interval <= 0
+        ):
+            raise InvalidArgument(f"invalid cleanup_interval: {cleanup_interval!r} (seconds > 0)")
         args = (configs, float(cleanup_interval))
         return await cls._start(args, name=name, timeout=5.0, max_mailbox=None, link=True)
+
+    @classmethod
+    def child_spec(  # type: ignore[override]
+        cls,
+        *,
+        name: Any = "rate_limiter",
+        limiters: Mapping[str, Policy] | None = None,
+        cleanup_interval: float = 300.0,
+    ) -> ChildSpec:
+        """A supervisor child spec for the service."""
+
+        async def start() -> Pid:
+            return await cls.start_link(
+                name=name, limiters=limiters, cleanup_interval=cleanup_interval
+            )
+
+        return ChildSpec(id=name, start=start, restart="permanent", shutdown=5.0, type="worker")
 
     # -- API ------------------------------------------------------------------------------------
 
     @staticmethod
     async def configure(limiter: str, policy: Policy, *, server: Any = "rate_limiter") -> None:
         """Add a limiter, or replace its policy (its keys start afresh; waiters stay queued)."""
-        unwrap(await call(server, ("configure", limiter, _check_policy(policy))))
+        unwrap(await call(server, ("configure", limiter, check_policy(policy))))
 
     @staticmethod
     async def remove(limiter: str, *, server: Any = "rate_limiter") -> None:
@@ -251,7 +156,7 @@ class RateLimiter(GenServer):
         """Take ``tokens`` now, or raise ``RateLimited`` with ``retry_after``."""
         wait = unwrap(await call(server, ("take", limiter, key, tokens)))
         if wait > 0.0:
-            raise _denied(limiter, key, tokens, wait)
+            raise rate_limited(limiter, key, tokens, wait)
 
     @staticmethod
     async def acquire(
@@ -269,7 +174,11 @@ class RateLimiter(GenServer):
             unwrap(await call(server, ("acquire", limiter, key, tokens), timeout=timeout))
         except CallTimeout:
             cast(server, ("withdrawn", limiter, key))  # let the next waiter move up at once
-            raise _denied(limiter, key, tokens, 0.0) from None
+            raise RateLimited(
+                f"rate limit {limiter!r} granted no {tokens} token(s) for key {key!r} "
+                f"within {timeout}s",
+                context={"limiter": limiter, "key": key, "tokens": tokens, "timeout": timeout},
+            ) from None
         return None
 
     @staticmethod
@@ -319,7 +228,7 @@ class RateLimiter(GenServer):
         if op in ("take", "acquire"):
             limiter, key, n = args
             policy = self._policy(state, limiter)
-            _check_tokens(n, policy, limiter)
+            check_tokens(n, policy, limiter)
             keys = state.keys[limiter]
             k = keys.get(key)
             if k is None:
@@ -334,7 +243,7 @@ class RateLimiter(GenServer):
                 state.counts["denied"] += 1
                 if wait < 0:  # queued waiters go first: come back after the first is served
                     first = k.timer.when - now if k.timer is not None else 0.0
-                    wait = max(first, policy.take(_Key(k.level, k.at), now, n), _EPS)
+                    wait = max(first, policy.take(KeyState(k.level, k.at), now, n))
                 return Reply(wait, state)
             k.waiters.append((caller, n))
             self._grant_waiters(state, limiter, key, k, now)
@@ -371,7 +280,7 @@ class RateLimiter(GenServer):
         raise InvalidArgument(f"rate limiter: unknown request {request!r}")
 
     def _requeue(
-        self, state: _State, limiter: str, key: Hashable, old: _Key, policy: Policy, now: float
+        self, state: _State, limiter: str, key: Hashable, old: KeyState, policy: Policy, now: float
     ) -> None:
         if old.timer is not None:
             cancel_timer(old.timer)
@@ -385,14 +294,14 @@ class RateLimiter(GenServer):
                 k.waiters.append((caller, n))
         self._grant_waiters(state, limiter, key, k, now)
 
-    def _fail_waiters(self, k: _Key, limiter: str) -> None:
+    def _fail_waiters(self, k: KeyState, limiter: str) -> None:
         if k.timer is not None:
             cancel_timer(k.timer)
         for caller, _ in k.waiters:
             reply(caller, Failed(LimiterNotFound(f"rate limiter {limiter!r} was removed")))
 
     def _grant_waiters(
-        self, state: _State, limiter: str, key: Hashable, k: _Key, now: float
+        self, state: _State, limiter: str, key: Hashable, k: KeyState, now: float
     ) -> None:
         """Grant queued waiters in order while their tokens are there; else arm one timer."""
         if k.timer is not None:
@@ -438,8 +347,7 @@ class RateLimiter(GenServer):
             return state
         if isinstance(msg, tuple) and msg[0] == "wake":
             k = state.keys.get(msg[1], {}).get(msg[2])
-            if k is not None:
-                k.timer = None
+            if k is not None:  # (a stale wake only re-arms the same deadline)
                 self._grant_waiters(state, msg[1], msg[2], k, now)
             return state
         return await super().handle_info(msg, state)

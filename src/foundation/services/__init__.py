@@ -13,6 +13,8 @@ from foundation.services.commands import SystemCommands as SystemCommands
 from foundation.services.coordination import Coordination as Coordination
 from foundation.services.coordination import Leadership as Leadership
 from foundation.services.coordination import Lease as Lease
+from foundation.services.http import HttpPoolConfig as HttpPoolConfig
+from foundation.services.http import HttpPools as HttpPools
 from foundation.services.rate_limiter import FixedWindow as FixedWindow
 from foundation.services.rate_limiter import LimitStatus as LimitStatus
 from foundation.services.rate_limiter import RateLimiter as RateLimiter
@@ -31,6 +33,8 @@ __all__ = [
     "CommandResult",
     "Coordination",
     "FixedWindow",
+    "HttpPoolConfig",
+    "HttpPools",
     "Leadership",
     "Lease",
     "LimitStatus",

@@ -15,6 +15,7 @@ from foundation.services.coordination import Leadership as Leadership
 from foundation.services.coordination import Lease as Lease
 from foundation.services.http import HttpPoolConfig as HttpPoolConfig
 from foundation.services.http import HttpPools as HttpPools
+from foundation.services.protected import protected_call as protected_call
 from foundation.services.rate_limiter import FixedWindow as FixedWindow
 from foundation.services.rate_limiter import LimitStatus as LimitStatus
 from foundation.services.rate_limiter import RateLimiter as RateLimiter
@@ -47,4 +48,5 @@ __all__ = [
     "SystemCommands",
     "TaskPools",
     "TokenBucket",
+    "protected_call",
 ]

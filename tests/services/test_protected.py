@@ -1,0 +1,158 @@
+"""protected_call: guards composed in order around a function that runs in the caller."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+
+from foundation import Runtime, current_pid, spawn
+from foundation.errors import (
+    CallTimeout,
+    FoundationError,
+    InvalidArgument,
+    RateLimited,
+    RetryExhausted,
+)
+from foundation.kernel.api import wait_exit
+from foundation.services.protected import protected_call, run_with_timeout
+from foundation.services.rate_limiter import FixedWindow, RateLimiter, TokenBucket
+from foundation.services.retry import Retry
+from foundation.testing import crash
+
+
+async def test_the_function_runs_in_the_caller_and_its_result_is_returned_as_is(
+    runtime: Runtime,
+) -> None:
+    seen: list[Any] = []
+
+    async def fn(x: int) -> tuple[str, int]:
+        seen.append(current_pid())
+        return ("ok", x)
+
+    async def caller() -> None:
+        seen.append(current_pid())
+        seen.append(await protected_call("svc", fn, 7, retry=Retry.fixed(0), timeout=5))
+
+    await wait_exit(spawn(caller))
+    assert seen[0] == seen[1]  # the same process: no server ran it
+    assert seen[2] == ("ok", 7)
+
+
+async def test_a_rate_limited_attempt_never_reaches_the_function(runtime: Runtime) -> None:
+    await RateLimiter.start_link(limiters={"api": FixedWindow(1, 60)})
+    calls: list[float] = []
+
+    async def fn() -> str:
+        calls.append(runtime.clock.now())
+        return "done"
+
+    assert await protected_call("svc", fn, rate_limit="api") == "done"
+    with pytest.raises(RateLimited) as err:
+        await protected_call("svc", fn, rate_limit="api")
+    assert err.value.retry_after == pytest.approx(60)
+    assert calls == [0.0]
+
+
+async def test_retry_waits_out_a_rate_limit_as_it_says(runtime: Runtime) -> None:
+    await RateLimiter.start_link(limiters={"api": TokenBucket(1, 0.5)})
+    calls: list[float] = []
+
+    async def fn() -> str:
+        calls.append(runtime.clock.now())
+        return "done"
+
+    policy = Retry.fixed(0.1, max_attempts=5)
+    for _ in range(3):
+        await protected_call("svc", fn, rate_limit=("api", "tenant-1"), retry=policy)
+    assert calls == [0.0, 2.0, 4.0]  # each retry came back when the next token was due
+
+
+async def test_a_custom_rate_limit_check_is_used_as_given(runtime: Runtime) -> None:
+    await RateLimiter.start_link(limiters={"api": FixedWindow(2, 60)})
+    check = functools.partial(RateLimiter.check, "api", "shared-key")
+
+    async def fn() -> int:
+        return 1
+
+    assert await protected_call("a", fn, rate_limit=check) == 1
+    assert await protected_call("b", fn, rate_limit=check) == 1
+    with pytest.raises(RateLimited):
+        await protected_call("c", fn, rate_limit=check)
+
+
+async def test_timeout_runs_on_the_runtime_clock_and_is_retryable(runtime: Runtime) -> None:
+    starts: list[float] = []
+
+    async def slow() -> None:
+        starts.append(runtime.clock.now())
+        await runtime.clock.sleep(10)
+
+    with pytest.raises(CallTimeout) as err:
+        await protected_call("svc", slow, timeout=2)
+    assert runtime.clock.now() == pytest.approx(2.0)
+    assert err.value.retryable
+    with pytest.raises(RetryExhausted) as exhausted:
+        await protected_call("svc", slow, timeout=2, retry=Retry.fixed(1, max_attempts=3))
+    assert isinstance(exhausted.value.__cause__, CallTimeout)
+    assert starts == pytest.approx([0.0, 2.0, 5.0, 8.0])
+
+
+async def test_a_slow_first_attempt_then_a_fast_one_succeeds(runtime: Runtime) -> None:
+    delays = [5.0, 0.5]
+
+    async def fn() -> str:
+        await runtime.clock.sleep(delays.pop(0))
+        return "fast enough"
+
+    got = await protected_call("svc", fn, timeout=1, retry=Retry.fixed(0, max_attempts=2))
+    assert got == "fast enough"
+    assert runtime.clock.now() == pytest.approx(1.5)
+
+
+async def test_a_caller_killed_mid_call_dies_rather_than_timing_out(runtime: Runtime) -> None:
+    async def forever() -> None:
+        await runtime.clock.sleep(3600)
+
+    async def caller() -> None:
+        await protected_call("svc", forever, timeout=100, retry=Retry.fixed(1))
+
+    pid = spawn(caller)
+    await runtime.clock.sleep(1)
+    assert await crash(pid) == "killed"
+
+
+async def test_non_retryable_errors_pass_through_every_guard_unchanged(runtime: Runtime) -> None:
+    error = FoundationError("order 42 is invalid")
+
+    async def fn() -> None:
+        raise error
+
+    with pytest.raises(FoundationError) as err:
+        await protected_call("svc", fn, retry=Retry.fixed(0), timeout=5)
+    assert err.value is error
+
+
+async def test_run_with_timeout_returns_in_time_and_leaves_no_cancellation(
+    runtime: Runtime,
+) -> None:
+    async def quick(x: int) -> int:
+        await runtime.clock.sleep(0.5)
+        return x
+
+    assert await run_with_timeout(runtime.clock, 1.0, quick, 3) == 3
+    await runtime.clock.sleep(2)  # the timer was cancelled: nothing cancels us later
+    assert runtime.clock.now() == pytest.approx(2.5)
+
+
+async def test_invalid_protected_call_arguments_are_rejected(runtime: Runtime) -> None:
+    async def fn() -> None:
+        return None
+
+    with pytest.raises(InvalidArgument, match="timeout"):
+        await protected_call("svc", fn, timeout=0)
+    with pytest.raises(InvalidArgument, match="service"):
+        await protected_call("", fn)
+    with pytest.raises(InvalidArgument, match="rate_limit"):
+        await protected_call("svc", fn, rate_limit=42)  # type: ignore[arg-type]

@@ -88,6 +88,7 @@ class _State:
         self.limiters = limiters
         self.keys: dict[str, dict[Hashable, KeyState]] = {name: {} for name in limiters}
         self.cleanup_interval = cleanup_interval
+        self.clock = current_runtime().clock
         self.counts = {"allowed": 0, "denied": 0, "cleaned": 0}
 
 
@@ -217,6 +218,15 @@ class RateLimiter(GenServer):
         return policy
 
     async def handle_call(self, request: Any, caller: From, state: _State) -> Any:
+        if request[0] == "take":  # the hot path: a known key with nobody queued on it
+            _, limiter, key, n = request
+            policy = state.limiters.get(limiter)
+            if policy is not None:
+                k = state.keys[limiter].get(key)
+                if k is not None and not k.waiters and type(n) is int and 0 < n <= policy.limit:
+                    wait = policy.take(k, state.clock.now(), n)
+                    state.counts["allowed" if wait == 0.0 else "denied"] += 1
+                    return Reply(wait, state)
         try:
             return self._handle(request, caller, state)
         except (InvalidArgument, LimiterNotFound) as err:
@@ -224,7 +234,7 @@ class RateLimiter(GenServer):
 
     def _handle(self, request: Any, caller: From, state: _State) -> Any:
         op, args = request[0], request[1:]
-        now = current_runtime().clock.now()
+        now = state.clock.now()
         if op in ("take", "acquire"):
             limiter, key, n = args
             policy = self._policy(state, limiter)

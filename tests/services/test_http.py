@@ -2,8 +2,9 @@
 
 ``LocalHttp`` is a tiny keep-alive responder on ``asyncio.start_server`` in the test's own loop.
 Paths: ``/ok``, ``/echo`` (method, body and the ``x-test`` header back), ``/status/<code>``,
-``/close`` (drops the connection without answering) and ``/hang`` (answers only when the test
-ends). It counts connections and the requests it has seen; every handler is awaited on exit.
+``/flaky`` (503 for the first ``failures`` requests, then 200), ``/close`` (drops the connection
+without answering) and ``/hang`` (answers only when the test ends). It counts connections and
+the requests it has seen; every handler is awaited on exit.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class LocalHttp:
         self.connections = 0
         self.seen: list[str] = []
         self.hanging = 0
+        self.failures = 2
         self.arrived = asyncio.Event()
         self._release = asyncio.Event()
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -88,6 +90,9 @@ class LocalHttp:
             payload = f"{method} {body.decode()} {headers.get('x-test', '-')}".encode()
         elif path.startswith("/status/"):
             status, payload = int(path.rsplit("/", 1)[1]), b"status"
+        elif path == "/flaky" and self.failures > 0:
+            self.failures -= 1
+            status, payload = 503, b"not yet"
         elif path == "/close":
             return False
         elif path == "/hang":

@@ -7,19 +7,22 @@ from typing import Any
 
 import pytest
 
-from foundation import Runtime, current_pid, spawn
+from foundation import GenServer, Runtime, current_pid, spawn
 from foundation.errors import (
     CallTimeout,
     FoundationError,
+    HttpStatusError,
     InvalidArgument,
     RateLimited,
     RetryExhausted,
 )
 from foundation.kernel.api import wait_exit
+from foundation.services.http import HttpPoolConfig, HttpPools
 from foundation.services.protected import protected_call, run_with_timeout
 from foundation.services.rate_limiter import FixedWindow, RateLimiter, TokenBucket
 from foundation.services.retry import Retry
 from foundation.testing import crash
+from tests.services.test_http import LocalHttp
 
 
 async def test_the_function_runs_in_the_caller_and_its_result_is_returned_as_is(
@@ -156,3 +159,21 @@ async def test_invalid_protected_call_arguments_are_rejected(runtime: Runtime) -
         await protected_call("", fn)
     with pytest.raises(InvalidArgument, match="rate_limit"):
         await protected_call("svc", fn, rate_limit=42)  # type: ignore[arg-type]
+
+
+@pytest.mark.foundation(clock="real")
+async def test_a_protected_http_call_retries_a_503_then_gets_the_answer(runtime: Runtime) -> None:
+    async with LocalHttp() as srv:
+        await HttpPools.start_link(pools={"svc": HttpPoolConfig(srv.url)})
+        await RateLimiter.start_link(limiters={"svc": TokenBucket(10, 100.0)})
+        get = functools.partial(HttpPools.get, "svc", "/flaky", raise_for_status=True)
+        policy = Retry.fixed(0.01, max_attempts=5)
+        response = await protected_call("svc", get, retry=policy, rate_limit="svc", timeout=5)
+        assert (response.status_code, srv.seen.count("GET /flaky")) == (200, 3)
+        srv.failures = 5
+        with pytest.raises(RetryExhausted) as err:
+            await protected_call("svc", get, retry=Retry.fixed(0.01, max_attempts=2))
+        assert isinstance(err.value.__cause__, HttpStatusError)
+        stats = await HttpPools.stats("svc")
+        assert (stats.requests, stats.statuses) == (5, {5: 4, 2: 1})
+        await GenServer.stop("http_pools")

@@ -1,24 +1,35 @@
 """TaskSupervisor: supervised one-off work, every task owned by a supervisor that sees it end.
 
-``async_`` starts a task linked to the calling process (if its task crashes, so does the
-caller, unless it traps exits); ``async_nolink`` starts one the caller only awaits;
-``start_child`` starts a fire-and-forget task that is still owned; ``async_stream`` maps a
-function over items with at most ``max_concurrency`` tasks in flight, a per-item timeout and
-back-pressure (no item is started before there is room for its result); its tasks are killed
-when the consumer stops iterating or its process exits. ``run_sync`` runs a blocking function
-in the runtime's bounded thread pool from a supervised task.
+``await TaskSupervisor.start_link(name=...)``; then, with the supervisor (pid or name) first:
+``async_(sup, fn, *args)`` starts a task linked to the caller, as in OTP (a crashing task kills
+a caller that does not trap exits, and a trapping one gets ``Exit(pid, reason)``; a dying caller
+kills the task); ``async_nolink`` starts one the caller only awaits; ``start_child`` starts a
+fire-and-forget task, still owned (listed by ``which_children`` while it runs). Awaiting a task
+(``await task`` or ``await task.result(timeout)``) gives its result, or raises ``ProcessExited``
+(its exit reason, with the original exception as ``__cause__``) or ``CallTimeout`` (the task is
+then unlinked and killed). ``fn`` is an async function, or a plain one that must not block.
 
-Awaiting a task gives its result, or raises ``ProcessExited`` (its exit reason, with the
-original exception as ``__cause__``) or ``CallTimeout`` (the task is then killed).
+``async_stream(sup, items, fn, *, max_concurrency, ordered=True, timeout=5.0,
+return_exceptions=False)`` iterates ``fn(item)`` over a sync or async iterable with at most
+``max_concurrency`` live tasks and back-pressure (no item starts before there is room for its
+result); results come in item order, or as they finish. A task over ``timeout`` is killed and
+fails with ``CallTimeout``; a failure raises and stops the stream, unless ``return_exceptions``
+yields it. Breaking out of the loop, ``aclose()`` or the consumer's exit kills the tasks in
+flight. ``run_sync(sup, fn, *args)`` runs blocking ``fn(*args)`` in the runtime's bounded thread
+pool from a task owned by ``sup`` (``run_sync(fn, *args)``: for the caller directly); the loop
+keeps serving, ``fn``'s exception is raised as is, and shutdown waits for the thread. Bad
+arguments (a non-callable, ``max_concurrency=0``) raise ``InvalidArgument``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+import weakref
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
-from typing import Any
+from collections.abc import AsyncIterable, Awaitable, Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any
 
 from foundation.errors import CallTimeout, InvalidArgument, ProcessExited, format_reason
 from foundation.kernel.child_spec import ChildSpec, Shutdown
@@ -28,23 +39,36 @@ from foundation.kernel.dynamic_supervisor import DynamicSupervisor
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import Process
 
-__all__ = ["Task", "TaskSupervisor"]
+if TYPE_CHECKING:
+    from foundation.kernel.runtime import Runtime
+
+__all__ = ["Task", "TaskStream", "TaskSupervisor"]
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen: the exit that caused it is reported already."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 class Task:
     """A supervised task; ``await task`` (or ``await task.result(timeout)``) for its result."""
 
-    __slots__ = ("_fut", "name", "pid")
+    __slots__ = ("_fut", "_owner", "name", "pid")
 
-    def __init__(self, pid: Pid, fut: asyncio.Future[Any], name: str) -> None:
+    def __init__(
+        self, pid: Pid, fut: asyncio.Future[Any], name: str, owner: Process | None = None
+    ) -> None:
         self.pid = pid
         self._fut = fut
+        self._owner = owner
         self.name = name
 
     def __repr__(self) -> str:
         return f"<Task {self.pid!r} {self.name}>"
 
     def done(self) -> bool:
+        """True once the task has a result or an error."""
         return self._fut.done()
 
     def __await__(self) -> Generator[Any, None, Any]:
@@ -61,14 +85,22 @@ class Task:
         return self._fut.result()
 
     def kill(self) -> None:
-        """End the task now (reason ``killed``)."""
+        """End the task now (reason ``killed``), unlinked first so its caller is not killed."""
         proc = self.pid._proc
-        if proc is not None:
-            proc.kill_with("killed")
+        if proc is None:
+            return
+        if self._owner is not None:
+            proc.unlink(self._owner)
+        proc.kill_with("killed")
 
 
 def _fn_name(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _check_callable(fn: Any, where: str) -> None:
+    if not callable(fn):
+        raise InvalidArgument(f"{where} needs a callable, got {fn!r}", context={"value": repr(fn)})
 
 
 def _task_failed(fut: asyncio.Future[Any], pid: Pid, name: str) -> Callable[[Any], None]:
@@ -83,45 +115,38 @@ def _task_failed(fut: asyncio.Future[Any], pid: Pid, name: str) -> Callable[[Any
         if isinstance(reason, BaseException):
             err.__cause__ = reason
         fut.set_exception(err)
+        fut.exception()  # the crash is logged by the kernel; an unawaited task is not an error
 
     return on_exit
+
+
+async def _call(fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    result = fn(*args)
+    return (await result) if inspect.isawaitable(result) else result
 
 
 async def _run_task(
     fn: Callable[..., Any], args: tuple[Any, ...], fut: asyncio.Future[Any] | None
 ) -> None:
-    result = fn(*args)
-    if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-        result = await result
+    result = await _call(fn, args)
     if fut is not None and not fut.done():
         fut.set_result(result)
 
 
+async def _in_thread(rt: Runtime, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """``rt.run_in_thread``, carried by a task that outlives a killed caller until the thread
+    ends, so the clock knows real work is in flight for as long as it is."""
+    inner = rt.loop.create_task(rt.run_in_thread(fn, *args))
+    inner.add_done_callback(_retrieve)
+    return await asyncio.shield(inner)
+
+
 class TaskSupervisor(DynamicSupervisor):
-    """A DynamicSupervisor of temporary task processes; see the module docstring."""
+    """A DynamicSupervisor of temporary task processes; see the module docstring.
 
-    @classmethod
-    async def start_link(  # type: ignore[override]
-        cls, *, name: Any = None, max_children: int | None = None
-    ) -> Pid:
-        """Start a task supervisor linked to the caller."""
-        return await super().start_link(name=name, max_children=max_children, max_restarts=3)
-
-    @classmethod
-    async def start(  # type: ignore[override]
-        cls, *, name: Any = None, max_children: int | None = None
-    ) -> Pid:
-        """Start an unlinked task supervisor."""
-        return await super().start(name=name, max_children=max_children, max_restarts=3)
-
-    @classmethod
-    def child_spec(  # type: ignore[override]
-        cls, *, id: Any = None, name: Any = None, max_children: int | None = None
-    ) -> ChildSpec:
-        """A child spec that runs a task supervisor under another supervisor."""
-        return super().child_spec(
-            id=id or name or cls.__name__, name=name, max_children=max_children
-        )
+    ``start``, ``start_link`` and ``child_spec`` are DynamicSupervisor's (``name=``,
+    ``max_children=`` bound the tasks running at once).
+    """
 
     @staticmethod
     async def _spawn(
@@ -133,8 +158,7 @@ class TaskSupervisor(DynamicSupervisor):
         fut: asyncio.Future[Any] | None,
         shutdown: Shutdown = 5.0,
     ) -> Pid:
-        if not callable(fn):
-            raise InvalidArgument(f"a task needs a callable, got {fn!r}")
+        _check_callable(fn, "a task")
         rt = current_runtime()
         name = _fn_name(fn)
 
@@ -144,11 +168,13 @@ class TaskSupervisor(DynamicSupervisor):
             proc = rt.spawn_process(
                 _run_task, (fn, args, fut), behaviour=f"Task({name})", parent=me, link=True
             )
-            if link_to is not None and link_to.status != "exited":
-                proc.links.add(link_to)
-                link_to.links.add(proc)
             if fut is not None:
                 proc.add_exit_callback(_task_failed(fut, proc.pid, name))
+            if link_to is not None:
+                if link_to.status == "exited":  # as a link to a dead process: noproc
+                    proc.signal_exit(link_to.pid, "noproc", linked=True)
+                else:
+                    proc.link(link_to)
             return proc.pid
 
         spec = ChildSpec(id=name, start=start, restart="temporary", shutdown=shutdown)
@@ -160,8 +186,9 @@ class TaskSupervisor(DynamicSupervisor):
     async def async_(sup: Any, fn: Callable[..., Any], *args: Any) -> Task:
         """Run ``fn(*args)`` as a task linked to the calling process; await the returned Task."""
         fut = current_runtime().loop.create_future()
-        pid = await TaskSupervisor._spawn(sup, fn, args, link_to=current_process(), fut=fut)
-        return Task(pid, fut, _fn_name(fn))
+        caller = current_process()
+        pid = await TaskSupervisor._spawn(sup, fn, args, link_to=caller, fut=fut)
+        return Task(pid, fut, _fn_name(fn), caller)
 
     @staticmethod
     async def async_nolink(sup: Any, fn: Callable[..., Any], *args: Any) -> Task:
@@ -183,22 +210,28 @@ class TaskSupervisor(DynamicSupervisor):
         thread pool, from a task owned by ``sup``; the runtime waits for it at shutdown.
 
         ``run_sync(fn, *args)`` (no supervisor) runs it on behalf of the calling code directly.
+        Either way an exception raised by ``fn`` is raised as is.
         """
         rt = current_runtime()
         if callable(sup):
-            return await rt.run_in_thread(sup, *args)
-        if not args or not callable(args[0]):
-            raise InvalidArgument(
-                f"run_sync needs a callable after the supervisor, got {args[:1]!r}"
-            )
+            return await _in_thread(rt, sup, args)
+        if not args:
+            raise InvalidArgument(f"run_sync needs a callable, got {sup!r}")
         fn, args = args[0], args[1:]
+        _check_callable(fn, "run_sync")
 
-        async def in_thread() -> Any:
-            return await rt.run_in_thread(fn, *args)
+        async def in_thread() -> tuple[bool, Any]:
+            try:
+                return True, await _in_thread(rt, fn, args)
+            except Exception as exc:  # handed to the caller, who raises it
+                return False, exc
 
         in_thread.__qualname__ = f"run_sync({_fn_name(fn)})"
         task = await TaskSupervisor.async_nolink(sup, in_thread)
-        return await task
+        ok, value = await task
+        if not ok:
+            raise value
+        return value
 
     @staticmethod
     def async_stream(
@@ -210,22 +243,32 @@ class TaskSupervisor(DynamicSupervisor):
         ordered: bool = True,
         timeout: float | None = 5.0,
         return_exceptions: bool = False,
-    ) -> AsyncIterator[Any]:
-        """An async iterator of ``fn(item)`` for each item, computed by at most
-        ``max_concurrency`` tasks; use it as ``async for result in async_stream(...)``.
-
-        With ``ordered`` results come in item order, otherwise as they finish. A failed or timed
-        out item raises (and stops the stream) unless ``return_exceptions``, which yields the
-        error instead.
-        """
+    ) -> TaskStream:
+        """``async for result in async_stream(...)``: ``fn(item)`` for each item, by at most
+        ``max_concurrency`` tasks (default: the CPU count); see the module docstring."""
+        _check_callable(fn, "async_stream")
         limit = max_concurrency if max_concurrency is not None else (os.cpu_count() or 1)
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidArgument(f"invalid max_concurrency: {max_concurrency!r} (an int >= 1)")
-        return _Stream(sup, items, fn, limit, ordered, timeout, return_exceptions)
+            raise InvalidArgument(
+                f"invalid max_concurrency: {max_concurrency!r} (an int >= 1)",
+                context={"field": "max_concurrency", "value": max_concurrency},
+            )
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise InvalidArgument(
+                f"invalid timeout: {timeout!r} (seconds > 0, or None)",
+                context={"field": "timeout", "value": timeout},
+            )
+        if not isinstance(items, Iterable | AsyncIterable):
+            raise InvalidArgument(f"async_stream needs an iterable of items, got {items!r}")
+        return TaskStream(sup, items, fn, limit, ordered, timeout, return_exceptions)
 
 
-class _Stream:
-    """The async iterator behind ``async_stream``."""
+class TaskStream:
+    """The async iterator of ``async_stream``; ``aclose()`` kills the tasks in flight. Only the
+    consumer holds it strongly (callbacks, timers and tasks hold weak references), so breaking
+    out of ``async for`` drops it, and dropping it kills its tasks at once."""
 
     def __init__(
         self,
@@ -237,39 +280,40 @@ class _Stream:
         timeout: float | None,
         return_exceptions: bool,
     ) -> None:
+        self._closed = True  # until fully built: ``__del__`` must not touch a partial stream
         self._sup = sup
-        self._fn = fn
         self._limit = limit
         self._ordered = ordered
         self._timeout = timeout
         self._return_exceptions = return_exceptions
         self._sync_items = iter(items) if not isinstance(items, AsyncIterable) else None
         self._async_items = aiter(items) if isinstance(items, AsyncIterable) else None
-        self._window: deque[Task] = deque()
+        self._window: deque[Task] = deque()  # started, result not yet yielded, in item order
+        self._running: set[Process] = set()  # tasks of this stream inside ``fn`` right now
         self._timers: dict[Pid, Any] = {}
         self._exhausted = False
-        self._closed = False
+        ref = weakref.ref(self)
+        self._fn = _item_runner(ref, fn)
         self._owner = current_process()
+        self._on_owner_exit = _owner_exit_callback(ref)
         if self._owner is not None:
             self._owner.add_exit_callback(self._on_owner_exit)
+        self._closed = False
 
-    def __aiter__(self) -> _Stream:
+    def __aiter__(self) -> TaskStream:
         return self
 
     async def _next_item(self) -> tuple[bool, Any]:
-        if self._sync_items is not None:
-            try:
-                return True, next(self._sync_items)
-            except StopIteration:
-                return False, None
-        assert self._async_items is not None
         try:
+            if self._sync_items is not None:
+                return True, next(self._sync_items)
+            assert self._async_items is not None
             return True, await anext(self._async_items)
-        except StopAsyncIteration:
+        except (StopIteration, StopAsyncIteration):
             return False, None
 
     async def _fill(self) -> None:
-        rt = current_runtime()
+        clock = current_runtime().clock
         while not self._exhausted and len(self._window) < self._limit:
             more, item = await self._next_item()
             if not more:
@@ -278,18 +322,9 @@ class _Stream:
             task = await TaskSupervisor.async_nolink(self._sup, self._fn, item)
             self._window.append(task)
             if self._timeout is not None:
-                self._timers[task.pid] = rt.clock.call_later(self._timeout, self._expire, task)
-
-    def _expire(self, task: Task) -> None:
-        self._timers.pop(task.pid, None)
-        if not task._fut.done():
-            task._fut.set_exception(
-                CallTimeout(
-                    f"async_stream: task {task.pid!r} took over {self._timeout}s; killed",
-                    context={"pid": task.pid, "timeout": self._timeout},
+                self._timers[task.pid] = clock.call_later(
+                    self._timeout, _expire, weakref.ref(self), task, self._timeout
                 )
-            )
-        task.kill()
 
     async def __anext__(self) -> Any:
         if self._closed:
@@ -299,14 +334,16 @@ class _Stream:
             if not self._window:
                 await self.aclose()
                 raise StopAsyncIteration
+            task = self._window[0]
             if self._ordered:
-                task = self._window[0]
                 await asyncio.wait([task._fut])
             else:
                 done, _ = await asyncio.wait(
                     [t._fut for t in self._window], return_when="FIRST_COMPLETED"
                 )
-                task = next(t for t in self._window if t._fut in done)
+                task = next((t for t in self._window if t._fut in done), task)
+            if self._closed:  # closed by aclose() or the owner's exit while we waited
+                raise StopAsyncIteration
             self._window.remove(task)
             timer = self._timers.pop(task.pid, None)
             if timer is not None:
@@ -322,28 +359,76 @@ class _Stream:
         await self.aclose()
         raise exc
 
-    def _on_owner_exit(self, reason: Any) -> None:
-        self._kill_all()
-
     def _kill_all(self) -> None:
+        self._closed = True
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
         for task in self._window:
-            if not task._fut.done():
+            if task._fut.done():
+                _retrieve(task._fut)
+            else:
                 task._fut.cancel()
             task.kill()
         self._window.clear()
+        for proc in list(self._running):
+            proc.kill_with("killed")
+        self._running.clear()
+        owner, self._owner = self._owner, None
+        callbacks = owner.on_exit if owner is not None else None
+        if callbacks and self._on_owner_exit in callbacks:
+            callbacks.remove(self._on_owner_exit)
 
     async def aclose(self) -> None:
-        """Stop the stream: kill the tasks still in flight."""
-        if self._closed:
-            return
-        self._closed = True
-        self._kill_all()
-        if (
-            self._owner is not None
-            and self._owner.on_exit
-            and self._on_owner_exit in self._owner.on_exit
-        ):
-            self._owner.on_exit.remove(self._on_owner_exit)
+        """Stop the stream: kill the tasks still in flight; later iteration ends at once."""
+        if not self._closed:
+            self._kill_all()
+
+    def __del__(self) -> None:
+        if not self._closed:
+            self._kill_all()
+
+
+def _item_runner(ref: weakref.ref[TaskStream], fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The task body of one item: skipped if its stream closed before it started, and known to
+    the stream while it runs (so a task whose pid the consumer never got is killed too)."""
+
+    async def run(item: Any) -> Any:
+        stream = ref()
+        me = current_process()
+        if stream is None or stream._closed or me is None:
+            return None
+        stream._running.add(me)
+        del stream
+        try:
+            return await _call(fn, (item,))
+        finally:
+            stream = ref()
+            if stream is not None:
+                stream._running.discard(me)
+
+    run.__qualname__ = f"async_stream({_fn_name(fn)})"
+    return run
+
+
+def _owner_exit_callback(ref: weakref.ref[TaskStream]) -> Callable[[Any], None]:
+    def on_owner_exit(reason: Any) -> None:
+        stream = ref()
+        if stream is not None and not stream._closed:
+            stream._kill_all()
+
+    return on_owner_exit
+
+
+def _expire(ref: weakref.ref[TaskStream], task: Task, timeout: float) -> None:
+    stream = ref()
+    if stream is not None:
+        stream._timers.pop(task.pid, None)
+    if not task._fut.done():
+        task._fut.set_exception(
+            CallTimeout(
+                f"async_stream: task {task.pid!r} ({task.name}) took over {timeout}s; killed",
+                context={"pid": task.pid, "timeout": timeout},
+            )
+        )
+    task.kill()

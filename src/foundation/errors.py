@@ -36,7 +36,18 @@ Each error has a stable ``code`` (for programs), a message that says what was wr
     ├── PoolNotFound                pool_not_found
     ├── HttpRequestFailed           http_request_failed (retryable)
     ├── HttpStatusError             http_status         (retryable for 429 and 5xx)
-    └── BackendUnavailable          backend_unavailable (retryable)
+    ├── BackendUnavailable          backend_unavailable (retryable)
+    ├── PersistenceError            persistence_error   (retryable)
+    ├── StaleVersion                stale_version
+    ├── StateCorrupt                state_corrupt
+    ├── CircuitOpen                 circuit_open        (retryable)
+    ├── UnknownFlag                 unknown_flag
+    ├── NotFound                    not_found_key
+    ├── ValidationError             validation_error
+    ├── UnknownAction               unknown_action
+    ├── UnknownCapability           unknown_capability
+    ├── InvalidWorkflow             invalid_workflow
+    └── WorkflowNotFound            workflow_not_found
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ __all__ = [
     "CallTimeout",
     "ChildNotFound",
     "ChildRunning",
+    "CircuitOpen",
     "CommandFailed",
     "CommandNotAllowed",
     "CommandTimeout",
@@ -62,23 +74,32 @@ __all__ = [
     "HttpStatusError",
     "InitError",
     "InvalidArgument",
+    "InvalidWorkflow",
     "LimiterNotFound",
     "LockTimeout",
     "MailboxFull",
     "MaxChildren",
     "NoProcess",
     "NoRuntime",
+    "NotFound",
     "NotInProcess",
     "NotLockHolder",
     "OutputTooLarge",
     "Overloaded",
+    "PersistenceError",
     "PoolNotFound",
     "ProcessExited",
     "RateLimited",
     "ReceiveTimeout",
     "RetryExhausted",
+    "StaleVersion",
+    "StateCorrupt",
     "UnexpectedMessage",
-    "format_reason",
+    "UnknownAction",
+    "UnknownCapability",
+    "UnknownFlag",
+    "ValidationError",
+    "WorkflowNotFound",
 ]
 
 
@@ -379,3 +400,108 @@ class BackendUnavailable(FoundationError):
 
     code = "backend_unavailable"
     default_retryable = True
+
+
+class PersistenceError(FoundationError):
+    """Raised when a store could not make a change durable; the change was not acknowledged."""
+
+    code = "persistence_error"
+    default_retryable = True
+
+
+class StaleVersion(PersistenceError):
+    """Raised when a save or delete names a version another writer already replaced (fencing)."""
+
+    code = "stale_version"
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str,
+        expected: int | None,
+        actual: int | None,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            context={"key": key, "expected": expected, "actual": actual, **(context or {})},
+        )
+        self.key, self.expected, self.actual = key, expected, actual
+
+
+class StateCorrupt(PersistenceError):
+    """Raised when stored state no longer decodes or validates; it is never overwritten."""
+
+    code = "state_corrupt"
+    default_retryable = False
+
+
+class CircuitOpen(FoundationError):
+    """Raised when a circuit breaker refuses a call; ``retry_after`` says when a trial may pass."""
+
+    code = "circuit_open"
+    default_retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, context={"retry_after": retry_after, **(context or {})})
+        self.retry_after = retry_after
+
+
+class UnknownFlag(FoundationError):
+    """Raised when a feature flag was never defined; define it before asking for it."""
+
+    code = "unknown_flag"
+
+
+class NotFound(FoundationError):
+    """Raised when a keyed entry (dead letter, schedule, task, stored key) does not exist."""
+
+    code = "not_found_key"
+
+
+class ValidationError(FoundationError):
+    """Raised when input (action params, a request, a definition) fails validation; see errors."""
+
+    code = "validation_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, context={"errors": errors or [], **(context or {})})
+        self.errors = errors or []
+
+
+class UnknownAction(FoundationError):
+    """Raised when an agent is asked to run an action it does not define."""
+
+    code = "unknown_action"
+
+
+class UnknownCapability(FoundationError):
+    """Raised when no registered agent offers a requested capability."""
+
+    code = "unknown_capability"
+
+
+class InvalidWorkflow(FoundationError):
+    """Raised when a workflow definition is invalid: unknown dependencies, cycles, bad steps."""
+
+    code = "invalid_workflow"
+
+
+class WorkflowNotFound(FoundationError):
+    """Raised when no workflow with the given id was ever started."""
+
+    code = "workflow_not_found"

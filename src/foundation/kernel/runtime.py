@@ -128,6 +128,9 @@ class Runtime:
         self._stop_event = asyncio.Event()
         self._main_task = asyncio.current_task()
         self._state = "running"
+        attach = getattr(self.store, "attach", None)
+        if attach is not None:
+            attach(self)  # a store that needs kernel-owned threads takes them from its runtime
         if self.handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):

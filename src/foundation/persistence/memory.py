@@ -1,0 +1,84 @@
+"""MemoryStore: the StateStore contract in one dict, for tests and throwaway runs.
+
+It keeps every rule of the contract (versions, fencing, sorted listing, data copied in and out
+so no caller shares a record with the store) but survives nothing: not for production.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+from foundation.errors import InvalidArgument, StaleVersion
+from foundation.persistence.store import Stored
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore:
+    """A StateStore held in memory; the contract's reference implementation."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, Stored] = {}
+        self.saves = 0
+
+    def __repr__(self) -> str:
+        return f"<MemoryStore keys={len(self._records)}>"
+
+    async def load(self, key: str) -> Stored | None:
+        rec = self._records.get(key)
+        if rec is None:
+            return None
+        return Stored(
+            rec.key, copy.deepcopy(rec.data), rec.version, rec.schema_version, rec.updated_at
+        )
+
+    async def save(
+        self,
+        key: str,
+        data: dict[str, Any],
+        expected_version: int | None,
+        *,
+        schema_version: int = 1,
+    ) -> int:
+        check_key(key)
+        current = self._records.get(key)
+        actual = current.version if current is not None else None
+        if actual != expected_version:
+            raise stale(key, expected_version, actual)
+        version = (actual or 0) + 1
+        self._records[key] = Stored(key, copy.deepcopy(data), version, schema_version, time.time())
+        self.saves += 1
+        return version
+
+    async def delete(self, key: str, expected_version: int | None) -> None:
+        current = self._records.get(key)
+        if current is None:
+            return
+        if expected_version is not None and current.version != expected_version:
+            raise stale(key, expected_version, current.version)
+        del self._records[key]
+
+    async def list(self, prefix: str = "") -> list[str]:
+        return sorted(k for k in self._records if k.startswith(prefix))
+
+    async def close(self) -> None:
+        return None
+
+
+def check_key(key: object) -> None:
+    """Reject keys no backend can store faithfully: they must be non-empty strings."""
+    if not isinstance(key, str) or not key:
+        raise InvalidArgument(f"invalid state key {key!r}: must be a non-empty string")
+
+
+def stale(key: str, expected: int | None, actual: int | None) -> StaleVersion:
+    """The error every backend raises when a write names a version that is no longer current."""
+    return StaleVersion(
+        f"stale write to {key!r}: expected version {expected}, but the store holds {actual}"
+        " (another writer got there first)",
+        key=key,
+        expected=expected,
+        actual=actual,
+    )

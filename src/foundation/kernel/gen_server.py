@@ -50,7 +50,7 @@ from foundation.kernel.process import (
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["GenServer", "call", "cast", "reply"]
+__all__ = ["GenServer", "answer", "call", "cast", "reply"]
 
 log = logging.getLogger("foundation.kernel")
 
@@ -73,6 +73,7 @@ class GenServer:
     trap_exit: ClassVar[bool] = False
     is_supervisor: ClassVar[bool] = False
     pid: Pid
+    _held_replies: list[tuple[From, Any]] | None = None
 
     # -- callbacks --------------------------------------------------------------------------
 
@@ -461,7 +462,22 @@ def cast(dest: Any, request: Any) -> None:
 
 
 def reply(caller: From, value: Any) -> None:
-    """Answer a call that ``handle_call`` deferred with ``NoReply`` (a second answer is ignored)."""
+    """Answer a call that ``handle_call`` deferred with ``NoReply`` (a second answer is ignored).
+
+    Inside a server that holds replies until its state is durable (a persistent server), the
+    answer is sent once the running handler's state has been saved.
+    """
+    me = PROCESS.get()
+    if me is not None:
+        server = me.server
+        if server is not None and server._held_replies is not None:
+            server._held_replies.append((caller, value))
+            return
+    answer(caller, value)
+
+
+def answer(caller: From, value: Any) -> None:
+    """Answer a deferred call now, whatever the current server holds (``reply``'s last step)."""
     fut = caller.fut
     if not fut.done():
         fut.set_result(value)

@@ -9,6 +9,7 @@ from foundation.errors import PersistenceError as PersistenceError
 from foundation.errors import StaleVersion as StaleVersion
 from foundation.errors import StateCorrupt as StateCorrupt
 from foundation.persistence.memory import MemoryStore as MemoryStore
+from foundation.persistence.server import PersistentServer as PersistentServer
 from foundation.persistence.store import StateStore as StateStore
 from foundation.persistence.store import Stored as Stored
 from foundation.persistence.urls import open_store as open_store
@@ -16,6 +17,7 @@ from foundation.persistence.urls import open_store as open_store
 __all__ = [
     "MemoryStore",
     "PersistenceError",
+    "PersistentServer",
     "StaleVersion",
     "StateCorrupt",
     "StateStore",

@@ -18,6 +18,10 @@ from foundation.agents.supervisor import AgentSupervisor as AgentSupervisor
 from foundation.agents.supervisor import agent_key as agent_key
 from foundation.agents.supervisor import start_agent as start_agent
 from foundation.agents.supervisor import stop_agent as stop_agent
+from foundation.agents.task_agent import TaskAgent as TaskAgent
+from foundation.agents.task_agent import TaskOutcome as TaskOutcome
+from foundation.agents.task_agent import TaskRecord as TaskRecord
+from foundation.agents.task_agent import TaskStats as TaskStats
 
 __all__ = [
     "AGENT_REGISTRY",
@@ -26,6 +30,10 @@ __all__ = [
     "Agent",
     "AgentInfo",
     "AgentSupervisor",
+    "TaskAgent",
+    "TaskOutcome",
+    "TaskRecord",
+    "TaskStats",
     "action",
     "agent_key",
     "find_agents",

@@ -12,7 +12,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
@@ -40,8 +40,18 @@ class _NoParams(BaseModel):
     """The parameter model of an action that takes none."""
 
 
+@overload
+def action(fn: F, /) -> F: ...
+
+
+@overload
 def action(
-    fn: F | None = None, *, name: str | None = None, params: type[BaseModel] | None = None
+    *, name: str | None = None, params: type[BaseModel] | None = None
+) -> Callable[[F], F]: ...
+
+
+def action(
+    fn: F | None = None, /, *, name: str | None = None, params: type[BaseModel] | None = None
 ) -> Any:
     """Mark an agent method as an action (``@action`` or ``@action(name=..., params=...)``)."""
 

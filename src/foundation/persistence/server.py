@@ -258,11 +258,12 @@ def _persisting(fn: Callable[..., Awaitable[Any]], *, with_caller: bool) -> Any:
     @functools.wraps(fn)
     async def handler(self: PersistentServer, *args: Any) -> Any:
         held: list[tuple[From, Any]] = []
+        outer = self._held_replies  # a subclass handler calling its base's: both are wrapped
         self._held_replies = held
         try:
             result = await fn(self, *args)
         finally:
-            self._held_replies = None
+            self._held_replies = outer
         state = _state_of(result)
         if state is not None or type(result) is not Stop:
             try:
@@ -290,6 +291,8 @@ def _loading(fn: Callable[..., Awaitable[Any]]) -> Any:
     async def init(self: PersistentServer, args: Any) -> Any:
         loaded = await self._load()
         if loaded is not None:
+            if type(loaded) is not Stop:
+                await self._save(_state_of(loaded))  # what on_after_load changed is kept
             return loaded
         result = await fn(self, args)
         if type(result) is not Stop:

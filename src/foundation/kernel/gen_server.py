@@ -33,7 +33,6 @@ from foundation.errors import (
 )
 from foundation.kernel.api import stop_request
 from foundation.kernel.child_spec import ChildSpec, Restart, Shutdown
-from foundation.kernel.clock import wait_future
 from foundation.kernel.context import PROCESS, current_process, current_runtime
 from foundation.kernel.messages import UNSET, Continue, Control, Exit, NoReply, Reply, Stop
 from foundation.kernel.pid import Pid
@@ -178,24 +177,31 @@ class GenServer:
                 )
 
         proc.add_exit_callback(on_exit)
-        if not await wait_future(rt.clock, started, timeout):
+        # Await ``started`` itself (it is ours alone), its deadline in the call-deadline wheel:
+        # no timer of its own and no extra loop pass.
+        deadline = None
+        if timeout is not None:
+            deadline = From(started, None, "init", f"{cls.__name__}.init", timeout)
+            bucket = rt.deadlines.add(deadline, timeout)
+        try:
+            return await started
+        except InitError as exc:
+            if isinstance(exc.reason, AlreadyStarted):
+                raise exc.reason from None  # a taken via name: same error as a taken local name
+            raise
+        except CallTimeout:
             if parent is not None:
                 proc.unlink(parent)
             proc.kill_with("killed")
-            started.cancel()
             raise InitError(
                 f"{cls.__name__} did not finish init within {timeout}s; it was killed",
                 reason="timeout",
                 context={"pid": proc.pid},
-            )
-        exc = started.exception()
-        if isinstance(exc, InitError) and isinstance(exc.reason, AlreadyStarted):
-            raise exc.reason  # a taken via name: same error as a taken local name
-        if proc.on_exit is not None and on_exit in proc.on_exit:
-            proc.on_exit.remove(on_exit)
-            if not proc.on_exit:
-                proc.on_exit = None
-        return started.result()
+            ) from None
+        finally:
+            if deadline is not None:
+                bucket.discard(deadline)
+            proc.remove_exit_callback(on_exit)
 
     @classmethod
     def child_spec(
@@ -225,8 +231,7 @@ class GenServer:
     async def stop(target: Any, reason: Any = "normal", timeout: float | None = None) -> None:
         """Stop a server in order (``terminate`` runs) and wait until it has exited."""
         proc = stop_request(target, reason)
-        rt = proc.runtime
-        if not await wait_future(rt.clock, proc.exit_future(), timeout):
+        if not await proc.wait_exited(timeout):
             raise CallTimeout(
                 f"{proc.describe()} did not stop within {timeout}s",
                 context={"pid": proc.pid, "timeout": timeout},

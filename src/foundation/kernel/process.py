@@ -401,6 +401,40 @@ class Process:
             self.on_exit = []
         self.on_exit.append(cb)
 
+    def remove_exit_callback(self, cb: Callable[[Any], None]) -> None:
+        """Forget an exit callback (no-op if it already ran or was never added)."""
+        callbacks = self.on_exit
+        if callbacks is not None and cb in callbacks:
+            callbacks.remove(cb)
+            if not callbacks:
+                self.on_exit = None
+
+    async def wait_exited(self, timeout: float | None) -> bool:
+        """Wait until this process has exited or ``timeout`` clock-seconds pass; True if exited.
+
+        Woken straight from ``finish`` (no future callback in between), which saves a loop
+        iteration on every stop.
+        """
+        if self.status is EXITED:
+            return True
+        if timeout is not None and timeout <= 0:
+            return False
+        rt = self.runtime
+        waiter: asyncio.Future[bool] = rt.loop.create_future()
+
+        def on_exit(_: Any) -> None:
+            if not waiter.done():
+                waiter.set_result(True)
+
+        self.add_exit_callback(on_exit)
+        timer = None if timeout is None else rt.clock.call_later(timeout, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self.remove_exit_callback(on_exit)
+
     # -- receiving (plain processes) --------------------------------------------------------
 
     def handle_plain_sys(self, msg: SysMsg) -> None:
@@ -493,3 +527,8 @@ class Process:
             trap_exit=self.trap_exit,
             parent=self.parent.pid if self.parent is not None else None,
         )
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)

@@ -41,7 +41,7 @@ class PersistentServer(GenServer):
 
     State: ClassVar[type[BaseModel]]
     schema_version: ClassVar[int] = 1
-    store: StateStore | None = None
+    state_store: StateStore | None = None
     """The store to use; ``None`` (the default) takes the runtime's ``store``."""
 
     key: str
@@ -159,11 +159,11 @@ class PersistentServer(GenServer):
     # -- persistence ---------------------------------------------------------------------------
 
     def _store(self) -> StateStore:
-        store = self.store if self.store is not None else current_runtime().store
+        store = self.state_store if self.state_store is not None else current_runtime().store
         if store is None:
             raise PersistenceError(
                 f"{type(self).__name__} {self.key!r} has no state store: "
-                "give the runtime one (Runtime(store='sqlite:///state.db')) or set `store`",
+                "give the runtime one (Runtime(store='sqlite:///state.db')) or set `state_store`",
                 retryable=False,
             )
         return store

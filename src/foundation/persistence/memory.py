@@ -1,16 +1,17 @@
 """MemoryStore: the StateStore contract in one dict, for tests and throwaway runs.
 
-It keeps every rule of the contract (versions, fencing, sorted listing, data copied in and out
-so no caller shares a record with the store) but survives nothing: not for production.
+It keeps every rule of the contract (versions, fencing, sorted listing, data kept as JSON text as
+a real backend does, so no caller shares a record with the store and data that is not JSON-ready
+fails here too) but survives nothing: not for production.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 import time
 from typing import Any
 
-from foundation.errors import InvalidArgument, StaleVersion
+from foundation.errors import InvalidArgument, PersistenceError, StaleVersion
 from foundation.persistence.store import Stored
 
 __all__ = ["MemoryStore"]
@@ -20,7 +21,7 @@ class MemoryStore:
     """A StateStore held in memory; the contract's reference implementation."""
 
     def __init__(self) -> None:
-        self._records: dict[str, Stored] = {}
+        self._records: dict[str, tuple[str, int, int, float]] = {}
         self.saves = 0
 
     def __repr__(self) -> str:
@@ -30,9 +31,8 @@ class MemoryStore:
         rec = self._records.get(key)
         if rec is None:
             return None
-        return Stored(
-            rec.key, copy.deepcopy(rec.data), rec.version, rec.schema_version, rec.updated_at
-        )
+        text, version, schema_version, updated_at = rec
+        return Stored(key, json.loads(text), version, schema_version, updated_at)
 
     async def save(
         self,
@@ -44,11 +44,17 @@ class MemoryStore:
     ) -> int:
         check_key(key)
         current = self._records.get(key)
-        actual = current.version if current is not None else None
+        actual = current[1] if current is not None else None
         if actual != expected_version:
             raise stale(key, expected_version, actual)
+        try:
+            text = json.dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise PersistenceError(
+                f"state of {key!r} is not JSON-ready: {exc}", context={"key": key}, retryable=False
+            ) from exc
         version = (actual or 0) + 1
-        self._records[key] = Stored(key, copy.deepcopy(data), version, schema_version, time.time())
+        self._records[key] = (text, version, schema_version, time.time())
         self.saves += 1
         return version
 
@@ -56,8 +62,8 @@ class MemoryStore:
         current = self._records.get(key)
         if current is None:
             return
-        if expected_version is not None and current.version != expected_version:
-            raise stale(key, expected_version, current.version)
+        if expected_version is not None and current[1] != expected_version:
+            raise stale(key, expected_version, current[1])
         del self._records[key]
 
     async def list(self, prefix: str = "") -> list[str]:

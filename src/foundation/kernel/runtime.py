@@ -438,14 +438,25 @@ class ThreadWorker:
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the worker's thread; the loop keeps serving meanwhile."""
+        return await asyncio.shield(self.submit(fn, *args))
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue ``fn(*args)`` on the worker's thread; a future of its result, owned by the
+        worker (shutdown waits for it). The clock counts it as external work until it ends."""
         if self._executor is None:
             raise InvalidArgument(f"worker thread {self.name!r} is closed")
         rt = self._rt
-        with rt.clock.external():
-            fut = rt.loop.run_in_executor(self._executor, functools.partial(fn, *args))
-            self._pending.add(fut)
-            fut.add_done_callback(self._pending.discard)
-            return await asyncio.shield(fut)
+        external = rt.clock.external()
+        external.__enter__()
+        fut = rt.loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        self._pending.add(fut)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._pending.discard(f)
+            external.__exit__(None, None, None)
+
+        fut.add_done_callback(done)
+        return fut
 
     async def close(self) -> None:
         """Wait for the jobs in flight, then stop the thread."""

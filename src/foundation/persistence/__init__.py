@@ -10,6 +10,8 @@ from foundation.errors import StaleVersion as StaleVersion
 from foundation.errors import StateCorrupt as StateCorrupt
 from foundation.persistence.memory import MemoryStore as MemoryStore
 from foundation.persistence.server import PersistentServer as PersistentServer
+from foundation.persistence.sqlite import SQLiteStore as SQLiteStore
+from foundation.persistence.sqlite import StoreStats as StoreStats
 from foundation.persistence.store import StateStore as StateStore
 from foundation.persistence.store import Stored as Stored
 from foundation.persistence.urls import open_store as open_store
@@ -18,9 +20,11 @@ __all__ = [
     "MemoryStore",
     "PersistenceError",
     "PersistentServer",
+    "SQLiteStore",
     "StaleVersion",
     "StateCorrupt",
     "StateStore",
+    "StoreStats",
     "Stored",
     "open_store",
 ]

@@ -144,22 +144,33 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = args.store or f"sqlite:///{os.path.join(tmp, 'agents.db')}"
         print(f"store: {url.split('://')[0]}; {args.rounds} rounds, medians")
-        print(f"{'clients':>8} {'agent run/s':>12} {'plain call/s':>13} {'naive sqlite/s':>15}"
-              f" {'÷ plain':>8} {'÷ naive':>8}")
+        print(
+            f"{'clients':>8} {'agent run/s':>12} {'plain call/s':>13} {'naive sqlite/s':>15}"
+            f" {'÷ plain':>8} {'÷ naive':>8}"
+        )
         for clients in (1, 10, 100):
             per = max(per_total // clients // 10, 20)
             a, p, s = [], [], []
             for r in range(args.rounds):
                 a.append(await agent_rate(url.replace(".db", f"-{clients}-{r}.db"), clients, per))
                 p.append(await plain_rate(clients, per))
-                s.append(naive_sqlite_rate(os.path.join(tmp, f"naive-{clients}-{r}.db"),
-                                           min(per * clients, 2_000), "NORMAL"))
+                s.append(
+                    naive_sqlite_rate(
+                        os.path.join(tmp, f"naive-{clients}-{r}.db"),
+                        min(per * clients, 2_000),
+                        "NORMAL",
+                    )
+                )
             ma, mp, ms = statistics.median(a), statistics.median(p), statistics.median(s)
-            print(f"{clients:>8} {ma:>12,.0f} {mp:>13,.0f} {ms:>15,.0f} {ma / mp:>7.2f}x"
-                  f" {ma / ms:>7.2f}x")
+            print(
+                f"{clients:>8} {ma:>12,.0f} {mp:>13,.0f} {ms:>15,.0f} {ma / mp:>7.2f}x"
+                f" {ma / ms:>7.2f}x"
+            )
         p50, p99, total = await recovery(url.replace(".db", "-recovery.db"), n_recover)
-        print(f"recovery of {n_recover} agents: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-              f"total {total:.2f} s (targets: p99 < 100 ms, total < 2 s for 1,000)")
+        print(
+            f"recovery of {n_recover} agents: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+            f"total {total:.2f} s (targets: p99 < 100 ms, total < 2 s for 1,000)"
+        )
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ class SQLiteStore:
         self._rconn: sqlite3.Connection | None = None
         self._queue: list[_Write] = []
         self._inflight: asyncio.Future[Any] | None = None
+        self._scheduled = False
         self._closed = False
 
     def __repr__(self) -> str:
@@ -191,12 +192,18 @@ class SQLiteStore:
         assert self._rt is not None
         fut: asyncio.Future[int | None] = self._rt.loop.create_future()
         self._queue.append(_Write(key, text, expected, schema_version, fut))
-        if self._inflight is None:
-            self._flush()
+        if self._inflight is None and not self._scheduled:
+            # Start the commit at the end of this loop pass, so that every save made in the
+            # same pass (servers woken together make theirs together) joins the batch.
+            self._scheduled = True
+            self._rt.loop.call_soon(self._flush)
         return await fut
 
     def _flush(self) -> None:
         """Hand everything queued to the writer thread as one transaction."""
+        self._scheduled = False
+        if self._inflight is not None or not self._queue:
+            return
         writer, _ = self._ready()
         batch, self._queue = self._queue, []
         self._inflight = writer.submit(self._commit, batch)
@@ -229,8 +236,10 @@ class SQLiteStore:
                     w.fut.set_exception(result)
                 else:
                     w.fut.set_result(result)
-        if self._queue:
-            self._flush()
+        if self._queue and not self._scheduled:
+            self._scheduled = True
+            assert self._rt is not None
+            self._rt.loop.call_soon(self._flush)
 
     def _commit(self, batch: list[_Write]) -> list[Any]:
         """On the writer thread: check every version and write the batch in one transaction."""

@@ -38,7 +38,7 @@ Each error has a stable ``code`` (for programs), a message that says what was wr
     ├── HttpStatusError             http_status         (retryable for 429 and 5xx)
     ├── BackendUnavailable          backend_unavailable (retryable)
     ├── PersistenceError            persistence_error   (retryable)
-    ├── StaleVersion                stale_version
+    ├── StaleVersion                stale_version       (retryable)
     ├── StateCorrupt                state_corrupt
     ├── CircuitOpen                 circuit_open        (retryable)
     ├── UnknownFlag                 unknown_flag
@@ -410,10 +410,14 @@ class PersistenceError(FoundationError):
 
 
 class StaleVersion(PersistenceError):
-    """Raised when a save or delete names a version another writer already replaced (fencing)."""
+    """Raised when a save or delete names a version another writer already replaced (fencing).
+
+    Retryable: the stale copy reloads (a persistent server crashes and restarts from the store),
+    after which the same request can succeed.
+    """
 
     code = "stale_version"
-    default_retryable = False
+    default_retryable = True
 
     def __init__(
         self,

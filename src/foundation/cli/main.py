@@ -69,10 +69,46 @@ def lint_cmd(args: tuple[str, ...]) -> None:
 
 
 @cli.command("demo")
-def demo_cmd() -> None:
-    """Start a supervision tree, crash children on purpose, show what the supervisors did."""
+@click.option("--workflows", default=300, show_default=True, help="Workflows to submit.")
+@click.option("--kills", default=60, show_default=True, help="Processes the monkey kills.")
+@click.option(
+    "--store", default="foundation-demo.db", show_default=True, help="SQLite file (recreated)."
+)
+@click.option("--seed", default=1, show_default=True, help="Seed of the chaos monkey.")
+@click.option(
+    "--kill-process",
+    "kill_process",
+    type=int,
+    default=0,
+    is_flag=False,
+    flag_value=4,
+    help="Run the system in a child OS process and SIGKILL it N times (default 4).",
+)
+@click.option("--child", is_flag=True, hidden=True)
+def demo_cmd(
+    workflows: int, kills: int, store: str, seed: int, kill_process: int, child: bool
+) -> None:
+    """The whole system under a chaos monkey; the summary says what was lost (nothing)."""
     demo = importlib.import_module("foundation.cli.demo")
-    demo.main()
+    sys.exit(
+        demo.main(
+            workflows=workflows,
+            kills=kills,
+            store=store,
+            seed=seed,
+            kill_process=kill_process,
+            child=child,
+        )
+    )
+
+
+def _add_state_commands() -> None:
+    state = importlib.import_module("foundation.cli.state")
+    cli.add_command(state.state_group)
+    cli.add_command(state.workflows_cmd)
+
+
+_add_state_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

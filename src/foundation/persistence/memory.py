@@ -7,6 +7,7 @@ fails here too) but survives nothing: not for production.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from foundation.errors import InvalidArgument, PersistenceError, StaleVersion
 from foundation.persistence.store import Stored
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemoryStore", "check_key", "settled", "stale", "track"]
 
 
 class MemoryStore:
@@ -88,3 +89,27 @@ def stale(key: str, expected: int | None, actual: int | None) -> StaleVersion:
         expected=expected,
         actual=actual,
     )
+
+
+def track(writing: dict[str, set[asyncio.Future[Any]]], key: str, fut: asyncio.Future[Any]) -> None:
+    """Remember ``fut`` as a write of ``key`` in flight until it is done."""
+    pending = writing.setdefault(key, set())
+    pending.add(fut)
+
+    def done(f: asyncio.Future[Any]) -> None:
+        pending.discard(f)
+        if not pending and writing.get(key) is pending:
+            del writing[key]
+
+    fut.add_done_callback(done)
+
+
+async def settled(writing: dict[str, set[asyncio.Future[Any]]], key: str) -> None:
+    """Wait until every write of ``key`` in flight is done (whatever its outcome).
+
+    A process killed while its save was queued leaves that save to land later; its restarted
+    successor must load after it, or its first save would be stale.
+    """
+    pending = writing.get(key)
+    if pending:
+        await asyncio.wait(list(pending))

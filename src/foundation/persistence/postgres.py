@@ -22,6 +22,8 @@ from typing import Any
 from foundation.errors import FoundationError, InvalidArgument, PersistenceError
 from foundation.kernel.context import RUNTIME
 from foundation.persistence.memory import check_key, stale
+from foundation.persistence.memory import settled as _settled
+from foundation.persistence.memory import track as _track
 from foundation.persistence.sqlite import StoreStats
 from foundation.persistence.store import Stored
 
@@ -54,6 +56,7 @@ class PostgresStore:
         self._pool: Any = None
         self._lock = asyncio.Lock()
         self._queue: list[_Write] = []
+        self._writing: dict[str, set[asyncio.Future[Any]]] = {}
         self._flushing = False
         self._closed = False
 
@@ -113,6 +116,7 @@ class PostgresStore:
     # -- reads ---------------------------------------------------------------------------------
 
     async def load(self, key: str) -> Stored | None:
+        await _settled(self._writing, key)  # a write still in flight (a dead writer's) lands first
         pool = await self._db()
         with _external():
             row = await pool.fetchrow(
@@ -155,6 +159,7 @@ class PostgresStore:
         await self._db()
         fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Write(key, text, expected, schema_version, fut))
+        _track(self._writing, key, fut)
         if not self._flushing:
             await self._run_commits()
         return await fut

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from foundation.errors import FoundationError, InvalidArgument, PersistenceError
 from foundation.kernel.context import RUNTIME
 from foundation.persistence.memory import check_key, stale
+from foundation.persistence.memory import settled as _settled
+from foundation.persistence.memory import track as _track
 from foundation.persistence.store import Stored
 
 if TYPE_CHECKING:
@@ -83,6 +85,7 @@ class SQLiteStore:
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._queue: list[_Write] = []
+        self._writing: dict[str, set[asyncio.Future[Any]]] = {}
         self._inflight: asyncio.Future[Any] | None = None
         self._scheduled = False
         self._closed = False
@@ -146,6 +149,7 @@ class SQLiteStore:
     # -- reads ---------------------------------------------------------------------------------
 
     async def load(self, key: str) -> Stored | None:
+        await _settled(self._writing, key)  # a write still in flight (a dead writer's) lands first
         _, reader = self._ready()
         return await reader.run(self._load, key)
 
@@ -192,6 +196,7 @@ class SQLiteStore:
         assert self._rt is not None
         fut: asyncio.Future[int | None] = self._rt.loop.create_future()
         self._queue.append(_Write(key, text, expected, schema_version, fut))
+        _track(self._writing, key, fut)
         if self._inflight is None and not self._scheduled:
             # Start the commit at the end of this loop pass, so that every save made in the
             # same pass (servers woken together make theirs together) joins the batch.

@@ -146,6 +146,8 @@ class Coordinator(PersistentServer):
         kind = request[0]
         if kind == "start":
             _, workflow_id, definition, inputs = request
+            if workflow_id in state.workflows:
+                return Reply(workflow_id, state)  # started before: starting is idempotent
             entry = WorkflowEntry(name=definition["name"], created_at=time.time())
             workflows = {**state.workflows, workflow_id: entry}
             pid = await self._start_process(workflow_id, (workflow_id, definition, inputs))
@@ -236,9 +238,15 @@ async def _coordinator_call(request: Any, timeout: float | None) -> Any:
 
 
 async def start_workflow(
-    workflow: Workflow | dict[str, Any], input: dict[str, Any] | None = None
+    workflow: Workflow | dict[str, Any],
+    input: dict[str, Any] | None = None,
+    *,
+    workflow_id: str | None = None,
 ) -> str:
     """Validate ``workflow`` and start it; its id. Nothing starts if it is invalid.
+
+    With ``workflow_id``, starting is idempotent: a workflow already started under that id is
+    not started again (its id is returned), so a client that crashed may simply submit again.
 
     Raises ``InvalidWorkflow`` (unknown dependencies, duplicate ids, cycles), ``ValidationError``
     (a malformed definition) or ``UnknownCapability`` (no live agent offers a step's).
@@ -264,7 +272,10 @@ async def start_workflow(
                 f"{step.capability!r}",
                 context={"step": step.id, "capability": step.capability},
             )
-    workflow_id = uuid.uuid4().hex[:16]
+    if workflow_id is None:
+        workflow_id = uuid.uuid4().hex[:16]
+    elif not isinstance(workflow_id, str) or not workflow_id or "/" in workflow_id:
+        raise InvalidArgument(f"invalid workflow id {workflow_id!r}: a non-empty str without /")
     definition = workflow.model_dump(mode="json")
     return str(
         await _coordinator_call(("start", workflow_id, definition, input or {}), timeout=30.0)

@@ -567,11 +567,6 @@ async def test_run_sync_keeps_the_clock_from_jumping_while_its_thread_outlives_a
     assert blocking.finished == [1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel bug: Runtime.run_in_thread (runtime.py) leaves clock.external() when the "
-    "awaiting process is killed, while its thread still runs",
-)
 async def test_runtime_run_in_thread_keeps_the_clock_external_while_its_thread_runs(
     runtime: Runtime,
 ) -> None:

@@ -9,7 +9,6 @@ and that no stored state is partial.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
@@ -21,10 +20,10 @@ import pytest
 
 from foundation import Runtime
 from foundation.persistence import open_store
+from tests.conftest import service_or_skip
 
 CHILD = Path(__file__).with_name("_crash_child.py")
 KILLS = 20
-PG_DSN = os.environ.get("FOUNDATION_TEST_PG_DSN")
 
 
 def _run_and_kill(url: str, acks_before_kill: int) -> dict[str, list[int]]:
@@ -97,10 +96,9 @@ def test_sqlite_loses_no_acknowledged_change_across_20_sigkills(
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_loses_no_acknowledged_change_across_20_sigkills() -> None:
-    if not PG_DSN:
-        pytest.skip("FOUNDATION_TEST_PG_DSN is not set (no PostgreSQL to test against)")
+    dsn = service_or_skip("postgres", "FOUNDATION_TEST_PG_DSN")
     table = f"crash_{uuid.uuid4().hex[:10]}"
-    url = f"{PG_DSN}?table={table}"
+    url = f"{dsn}?table={table}"
     try:
         acked = _kill_repeatedly(url, seed=11)
         assert len(acked) == 8

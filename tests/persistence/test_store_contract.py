@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,14 +13,12 @@ from foundation.errors import InvalidArgument, PersistenceError, StaleVersion
 from foundation.kernel.api import wait_exit
 from foundation.persistence import MemoryStore, SQLiteStore, StateStore, open_store
 from foundation.persistence.postgres import PostgresStore
-
-PG_DSN = os.environ.get("FOUNDATION_TEST_PG_DSN")
+from tests.conftest import service_or_skip
 
 
 def _pg_store() -> PostgresStore:
-    if not PG_DSN:
-        pytest.skip("FOUNDATION_TEST_PG_DSN is not set (no PostgreSQL to test against)")
-    return PostgresStore(PG_DSN, table=f"t_{uuid.uuid4().hex[:12]}")
+    dsn = service_or_skip("postgres", "FOUNDATION_TEST_PG_DSN")
+    return PostgresStore(dsn, table=f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(

@@ -352,11 +352,24 @@ class Runtime:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=self.max_threads, thread_name_prefix=f"foundation-{self.node}"
             )
-        with self.clock.external():
-            fut = self.loop.run_in_executor(self._executor, functools.partial(fn, *args))
-            self._threads.add(fut)
-            fut.add_done_callback(self._threads.discard)
-            return await asyncio.shield(fut)
+        return await asyncio.shield(self._external_job(self._executor, fn, args))
+
+    def _external_job(
+        self, executor: concurrent.futures.Executor, fn: Callable[..., T], args: tuple[Any, ...]
+    ) -> asyncio.Future[T]:
+        """Submit ``fn(*args)`` to ``executor``; the clock counts it as external work until it
+        ends (even if whoever awaits it is killed first), and shutdown waits for it."""
+        external = self.clock.external()
+        external.__enter__()
+        fut = self.loop.run_in_executor(executor, functools.partial(fn, *args))
+        self._threads.add(fut)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self._threads.discard(f)
+            external.__exit__(None, None, None)
+
+        fut.add_done_callback(done)
+        return fut
 
     async def run_in_process(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU-bound ``fn(*args)`` in the runtime's process pool (``fn`` and ``args`` must be
@@ -368,11 +381,7 @@ class Runtime:
                 max_workers=min(self.max_threads, os.cpu_count() or 1),
                 mp_context=multiprocessing.get_context("spawn"),
             )
-        with self.clock.external():
-            fut = self.loop.run_in_executor(self._processes, functools.partial(fn, *args))
-            self._threads.add(fut)
-            fut.add_done_callback(self._threads.discard)
-            return await asyncio.shield(fut)
+        return await asyncio.shield(self._external_job(self._processes, fn, args))
 
     def worker(self, name: str) -> ThreadWorker:
         """A dedicated, kernel-owned thread for a component that must keep one (a database

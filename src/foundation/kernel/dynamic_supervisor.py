@@ -226,6 +226,10 @@ class DynamicSupervisor(GenServer):
                 spec.id,
                 msg.reason,
             )
+            rt = self._me.runtime
+            if rt.event_handlers:
+                meta = {"supervisor": self.pid, "id": spec.id, "reason": msg.reason}
+                rt.emit(("foundation", "supervisor", "restart"), {}, meta)
             return await self._restart(state, spec)
         if type(msg) is _Retry:
             return await self._restart(state, msg.spec)

@@ -8,11 +8,14 @@ scheduler, system commands, task pools, coordination, health checks, feature fla
 from foundation.services.cache import Cache as Cache
 from foundation.services.cache import CacheServer as CacheServer
 from foundation.services.cache import CacheStats as CacheStats
+from foundation.services.circuit_breaker import BreakerConfig as BreakerConfig
+from foundation.services.circuit_breaker import CircuitBreaker as CircuitBreaker
 from foundation.services.commands import CommandResult as CommandResult
 from foundation.services.commands import SystemCommands as SystemCommands
 from foundation.services.coordination import Coordination as Coordination
 from foundation.services.coordination import Leadership as Leadership
 from foundation.services.coordination import Lease as Lease
+from foundation.services.delivery import Delivery as Delivery
 from foundation.services.http import HttpPoolConfig as HttpPoolConfig
 from foundation.services.http import HttpPools as HttpPools
 from foundation.services.protected import protected_call as protected_call
@@ -28,11 +31,14 @@ from foundation.services.task_pools import PoolConfig as PoolConfig
 from foundation.services.task_pools import TaskPools as TaskPools
 
 __all__ = [
+    "BreakerConfig",
     "Cache",
     "CacheServer",
     "CacheStats",
+    "CircuitBreaker",
     "CommandResult",
     "Coordination",
+    "Delivery",
     "FixedWindow",
     "HttpPoolConfig",
     "HttpPools",

@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from foundation.errors import CallTimeout, InvalidArgument
 from foundation.kernel.clock import Clock
 from foundation.kernel.context import current_runtime
+from foundation.services.circuit_breaker import CircuitBreaker
 from foundation.services.rate_limiter import RateLimiter
 from foundation.services.retry import Retry
 from foundation.services.retry import retry as _retry
@@ -92,6 +93,7 @@ async def protected_call(
     service: str,
     fn: Callable[..., Awaitable[T] | T],
     *args: Any,
+    breaker: str | bool | None = None,
     retry: Retry | None = None,
     rate_limit: RateLimit | None = None,
     timeout: float | None = None,
@@ -110,12 +112,19 @@ async def protected_call(
         result = fn(*args)
         return await result if inspect.isawaitable(result) else result
 
-    async def attempt() -> Any:
-        if limit is not None:
-            await limit()
+    async def guarded() -> Any:
         if timeout is None:
             return await call_fn()
         return await run_with_timeout(rt.clock, timeout, call_fn)
+
+    circuit = service if breaker is True else breaker if isinstance(breaker, str) else None
+
+    async def attempt() -> Any:
+        if limit is not None:
+            await limit()
+        if circuit is not None:
+            return await CircuitBreaker.call(circuit, guarded)
+        return await guarded()
 
     if retry is None:
         return await attempt()  # type: ignore[no-any-return]

@@ -15,7 +15,13 @@ from foundation.services.commands import SystemCommands as SystemCommands
 from foundation.services.coordination import Coordination as Coordination
 from foundation.services.coordination import Leadership as Leadership
 from foundation.services.coordination import Lease as Lease
+from foundation.services.cron import Cron as Cron
+from foundation.services.dead_letters import DeadLetter as DeadLetter
+from foundation.services.dead_letters import DeadLetterQueue as DeadLetterQueue
 from foundation.services.delivery import Delivery as Delivery
+from foundation.services.feature_flags import FeatureFlags as FeatureFlags
+from foundation.services.feature_flags import Flag as Flag
+from foundation.services.health import HealthChecks as HealthChecks
 from foundation.services.http import HttpPoolConfig as HttpPoolConfig
 from foundation.services.http import HttpPools as HttpPools
 from foundation.services.protected import protected_call as protected_call
@@ -25,10 +31,13 @@ from foundation.services.rate_limiter import RateLimiter as RateLimiter
 from foundation.services.rate_limiter import TokenBucket as TokenBucket
 from foundation.services.redis_rate_limiter import RedisRateLimiter as RedisRateLimiter
 from foundation.services.retry import Retry as Retry
+from foundation.services.scheduler import Job as Job
+from foundation.services.scheduler import Scheduler as Scheduler
 from foundation.services.signal_bus import Signal as Signal
 from foundation.services.signal_bus import SignalBus as SignalBus
 from foundation.services.task_pools import PoolConfig as PoolConfig
 from foundation.services.task_pools import TaskPools as TaskPools
+from foundation.services.tree import Services as Services
 
 __all__ = [
     "BreakerConfig",
@@ -38,10 +47,17 @@ __all__ = [
     "CircuitBreaker",
     "CommandResult",
     "Coordination",
+    "Cron",
+    "DeadLetter",
+    "DeadLetterQueue",
     "Delivery",
+    "FeatureFlags",
     "FixedWindow",
+    "Flag",
+    "HealthChecks",
     "HttpPoolConfig",
     "HttpPools",
+    "Job",
     "Leadership",
     "Lease",
     "LimitStatus",
@@ -49,6 +65,8 @@ __all__ = [
     "RateLimiter",
     "RedisRateLimiter",
     "Retry",
+    "Scheduler",
+    "Services",
     "Signal",
     "SignalBus",
     "SystemCommands",

@@ -44,7 +44,11 @@ from foundation.kernel.gen_server import GenServer
 from foundation.kernel.pid import Pid
 from foundation.kernel.timers import send_after
 
-__all__ = ["Cache", "CacheServer", "CacheStats"]
+__all__ = [
+    "Cache",
+    "CacheServer",
+    "CacheStats",
+]
 
 _EXTENSION: Final = "foundation.services.cache"
 _DEFAULT: Final = object()

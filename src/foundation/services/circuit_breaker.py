@@ -33,7 +33,12 @@ from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
 from foundation.kernel.supervision import Failed, unwrap
 
-__all__ = ["BREAKER", "BreakerConfig", "CircuitBreaker", "CircuitState"]
+__all__ = [
+    "BREAKER",
+    "BreakerConfig",
+    "CircuitBreaker",
+    "CircuitState",
+]
 
 BREAKER = "circuit_breaker"
 """The default registered name of the circuit breaker service."""

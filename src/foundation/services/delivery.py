@@ -31,7 +31,10 @@ from foundation.kernel.process import From
 from foundation.services.circuit_breaker import BREAKER, BreakerConfig, CircuitBreaker
 from foundation.services.signal_bus import DeadLetterSink
 
-__all__ = ["DELIVERY", "Delivery"]
+__all__ = [
+    "DELIVERY",
+    "Delivery",
+]
 
 DELIVERY = "delivery"
 """The default registered name of the delivery service."""

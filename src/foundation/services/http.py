@@ -56,7 +56,11 @@ from foundation.kernel.task_supervisor import TaskSupervisor
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["HttpPoolConfig", "HttpPoolStats", "HttpPools"]
+__all__ = [
+    "HttpPoolConfig",
+    "HttpPoolStats",
+    "HttpPools",
+]
 
 
 @dataclass(frozen=True, slots=True)

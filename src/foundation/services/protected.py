@@ -39,7 +39,10 @@ from foundation.services.rate_limiter import RateLimiter
 from foundation.services.retry import Retry
 from foundation.services.retry import retry as _retry
 
-__all__ = ["protected_call", "run_with_timeout"]
+__all__ = [
+    "protected_call",
+    "run_with_timeout",
+]
 
 T = TypeVar("T")
 RateLimit = str | tuple[str, Hashable] | Callable[[], Awaitable[Any]]

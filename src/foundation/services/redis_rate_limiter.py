@@ -46,7 +46,9 @@ from foundation.services.rate_limits import (
     rate_limited,
 )
 
-__all__ = ["RedisRateLimiter"]
+__all__ = [
+    "RedisRateLimiter",
+]
 
 # KEYS[1]: the key's hash. ARGV: kind ("bucket" | "window"), limit, refill rate or window scale,
 # tokens, "1" to take them or "0" to look. Returns {wait, remaining, reset_after} as strings.

@@ -42,7 +42,11 @@ from typing import Any, Literal, TypeVar
 from foundation.errors import FoundationError, InvalidArgument, RetryExhausted, format_reason
 from foundation.kernel.context import current_runtime
 
-__all__ = ["Backoff", "Retry", "retry"]
+__all__ = [
+    "Backoff",
+    "Retry",
+    "retry",
+]
 
 T = TypeVar("T")
 Backoff = Literal["exponential", "fixed", "linear", "custom"]

@@ -13,6 +13,7 @@ from foundation.agents.agent import AgentInfo as AgentInfo
 from foundation.agents.agent import find_agents as find_agents
 from foundation.agents.agent import run as run
 from foundation.agents.agent import set_health as set_health
+from foundation.agents.monitor_agent import MonitorAgent as MonitorAgent
 from foundation.agents.supervisor import AGENT_SUPERVISOR as AGENT_SUPERVISOR
 from foundation.agents.supervisor import AgentSupervisor as AgentSupervisor
 from foundation.agents.supervisor import agent_key as agent_key
@@ -30,6 +31,7 @@ __all__ = [
     "Agent",
     "AgentInfo",
     "AgentSupervisor",
+    "MonitorAgent",
     "TaskAgent",
     "TaskOutcome",
     "TaskRecord",

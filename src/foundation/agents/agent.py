@@ -26,7 +26,7 @@ from pydantic import ValidationError as PydanticValidationError
 from foundation.agents.action import ActionSpec, collect_actions, validation_error
 from foundation.errors import FoundationError, InvalidArgument, NoProcess, UnknownAction
 from foundation.kernel.context import current_runtime
-from foundation.kernel.gen_server import call
+from foundation.kernel.gen_server import call, cast
 from foundation.kernel.messages import Reply
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
@@ -149,14 +149,20 @@ class Agent(PersistentServer):
         if type(request) is _Run:
             return await self._run(request, state)
         if isinstance(request, tuple) and request[:1] == ("__health__",):
-            meta = {
-                "capabilities": list(self.capabilities),
-                "health": request[1],
-                "type": type(self).__name__,
-            }
-            await Registry.update_metadata(self.registry, self.agent_id, meta)
+            await self._set_health(request[1])
             return Reply(None, state)
         return await super().handle_call(request, caller, state)
+
+    async def handle_cast(self, request: Any, state: Any) -> Any:
+        if isinstance(request, tuple) and request[:1] == ("__health__",):
+            await self._set_health(request[1])
+            return state
+        return await super().handle_cast(request, state)
+
+    async def _set_health(self, health: str) -> None:
+        meta = {"capabilities": list(self.capabilities), "health": health,
+                "type": type(self).__name__}  # fmt: skip
+        await Registry.update_metadata(self.registry, self.agent_id, meta)
 
     async def handle_info(self, msg: Any, state: Any) -> Any:
         if type(msg) is Signal:
@@ -252,11 +258,20 @@ async def run(agent: Any, action: str, params: Any = None, *, timeout: float | N
     raise outcome.value
 
 
-async def set_health(agent: Any, health: Health, *, timeout: float | None = 5.0) -> None:
-    """Record an agent's health in the registry (what ``find_agents(health=...)`` filters on)."""
+async def set_health(
+    agent: Any, health: Health, *, timeout: float | None = 5.0, wait: bool = True
+) -> None:
+    """Record an agent's health in the registry (what ``find_agents(health=...)`` filters on).
+
+    The agent records it itself (a registry entry is its owner's); ``wait=False`` queues the
+    change without waiting, for an agent too busy to answer now.
+    """
     if health not in _HEALTH:
         raise InvalidArgument(f"invalid health {health!r}: one of {list(_HEALTH)}")
-    await call(agent, ("__health__", health), timeout)
+    if wait:
+        await call(agent, ("__health__", health), timeout)
+    else:
+        cast(agent, ("__health__", health))
 
 
 def find_agents(

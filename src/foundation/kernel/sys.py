@@ -25,6 +25,7 @@ async def _request(dest: Any, req_type: type[Request], timeout: float | None, wh
     fut = rt.loop.create_future()
     proc.deliver_system(req_type(fut))
     if not await wait_future(rt.clock, fut, timeout):
+        fut.cancel()  # abandoned: the target's late answer (or failure) goes nowhere
         raise CallTimeout(
             f"{what}: {proc.describe()} did not reach the request within {timeout}s",
             context={"target": dest, "timeout": timeout},

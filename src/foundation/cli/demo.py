@@ -34,9 +34,14 @@ from rich.table import Table
 from foundation import Runtime, Supervisor, spawn
 from foundation import exit as exit_signal
 from foundation.agents import AgentSupervisor, find_agents, start_agent
-from foundation.cli.demo_agents import expected_results, pipeline_steps, worker_types
+from foundation.cli.demo_agents import (
+    DemoMonitor,
+    expected_results,
+    pipeline_steps,
+    worker_types,
+)
 from foundation.kernel.api import wait_exit
-from foundation.services.signal_bus import SignalBus
+from foundation.services.tree import Services
 from foundation.workflows import (
     WorkflowSystem,
     await_workflow,
@@ -76,7 +81,7 @@ class Tally:
 
 def _tree() -> list[Any]:
     return [
-        SignalBus.child_spec(name="signal_bus"),
+        Services.supervisor_spec(),
         *AgentSupervisor.child_specs(max_restarts=100_000),
         *WorkflowSystem.child_specs(max_restarts=100_000),
     ]
@@ -87,6 +92,7 @@ async def _start_system() -> None:
     for cls, count in worker_types():
         for i in range(count):
             await start_agent(cls, f"{cls.capabilities[0]}-{i + 1}")
+    await start_agent(DemoMonitor, "monitor")
 
 
 def _restart_counter(rt: Runtime, tally: Tally) -> None:
@@ -110,7 +116,7 @@ async def _chaos(rt: Runtime, tally: Tally, kills: int, seed: int, ids: list[str
         await rt.clock.sleep(rng.uniform(0.005, 0.04))
         kind = rng.choices(["agent", "workflow", "coord"], weights=[5, 4, 1])[0]
         if kind == "agent":
-            agents = find_agents()
+            agents = [a for a in find_agents() if a.id != "monitor"]
             target = rng.choice(agents).pid if agents else None
         elif kind == "workflow":
             running = [p.pid for p in rt.processes() if p.behaviour == "WorkflowProcess"]

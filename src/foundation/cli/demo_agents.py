@@ -12,10 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from foundation.agents import TaskAgent, action
+from foundation.agents import MonitorAgent, TaskAgent, action
 from foundation.kernel.context import current_runtime
 
 __all__ = [
+    "DemoMonitor",
     "Enricher",
     "Fetcher",
     "Parser",
@@ -114,6 +115,13 @@ class Storer(_Worker):
         """Store a score; answers a receipt."""
         await self._work()
         return f"stored-{params.item}-{params.score}", self._served(state)
+
+
+class DemoMonitor(MonitorAgent):
+    """Checks the pipeline's agents and the services twice a second."""
+
+    interval = 0.5
+    probe_timeout = 0.2
 
 
 STAGES = ("fetch", "parse", "enrich", "score", "store")

@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/python -m foundation.lint src tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

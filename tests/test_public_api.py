@@ -6,13 +6,14 @@ import ast
 import importlib
 import pkgutil
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 import foundation
 
 SRC = Path(foundation.__file__).parent
-LAYERS = [
+LAYERS = (
     "errors",
     "kernel",
     "persistence",
@@ -23,9 +24,9 @@ LAYERS = [
     "testing",
     "lint",
     "cli",
-]
+)
 # A layer may import the layers before it in this order, never after (errors is everywhere).
-RANK = {name: i for i, name in enumerate(LAYERS)}
+RANK = MappingProxyType({name: i for i, name in enumerate(LAYERS)})
 
 
 def all_modules() -> list[str]:

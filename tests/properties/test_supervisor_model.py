@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 from foundation import GenServer, Pid, Reply, Runtime, Stop, Supervisor, call
 from foundation import exit as exit_signal
 from foundation.errors import ChildRunning, FoundationError
-from foundation.kernel.api import wait_exit
+from foundation.kernel.api import is_alive, wait_exit
 from foundation.kernel.context import RUNTIME
 from foundation.kernel.sys import sync
 from foundation.testing import VirtualClock, VirtualTimeLoop
@@ -136,7 +136,7 @@ class SupervisorMachine(RuleBasedStateMachine):
     async def _settle(self, dead: Pid | None = None) -> None:
         if dead is not None:
             await wait_exit(dead)
-        if self.sup._proc is not None:
+        if is_alive(self.sup):
             # The supervisor may escalate while we wait: the model says so too.
             with contextlib.suppress(FoundationError):
                 await sync(self.sup)
@@ -230,7 +230,7 @@ class SupervisorMachine(RuleBasedStateMachine):
     def tree_matches_model(self) -> None:
         if not hasattr(self, "model"):
             return
-        alive = self.sup._proc is not None
+        alive = is_alive(self.sup)
         assert alive == self.model.alive
         if not alive:
             return
@@ -240,7 +240,7 @@ class SupervisorMachine(RuleBasedStateMachine):
             pid = real[c.id]
             assert (pid is not None) == c.alive, (c, pid)
             if pid is not None:
-                assert pid._proc is not None
+                assert is_alive(pid)
             prev = self.pids.get(c.id)
             if prev is not None and prev[0] == c.generation and c.alive:
                 assert prev[1] is pid, f"{c.id} changed pid without a restart"

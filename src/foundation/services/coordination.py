@@ -32,7 +32,7 @@ from foundation.errors import (
     NotInProcess,
     NotLockHolder,
 )
-from foundation.kernel.api import demonitor, monitor
+from foundation.kernel.api import demonitor, is_alive, monitor
 from foundation.kernel.context import current_process, current_runtime
 from foundation.kernel.gen_server import GenServer, call, reply
 from foundation.kernel.messages import Down, NoReply, Reply
@@ -259,7 +259,7 @@ class Coordination(GenServer):
             lock.lease = None
         while lock.waiters:
             caller, lease = lock.waiters.popleft()
-            if caller.fut.done() or caller.pid is None or caller.pid._proc is None:
+            if caller.fut.done() or caller.pid is None or not is_alive(caller.pid):
                 continue  # it timed out or died: never grant to it
             reply(caller, self._grant(state, name, lock, caller.pid, lease))
             return
@@ -324,7 +324,7 @@ class Coordination(GenServer):
     def _live_leader(self, state: _State, group: str) -> Leadership | None:
         current = state.leaders.get(group)
         if current is not None and (
-            current.expires_at <= self._now() or current.leader._proc is None
+            current.expires_at <= self._now() or not is_alive(current.leader)
         ):
             self._vacate(state, group)
             return None

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from foundation.errors import FoundationError, InvalidArgument, NotInProcess
-from foundation.kernel.api import demonitor, message_queue_len, monitor, send
+from foundation.kernel.api import demonitor, is_alive, message_queue_len, monitor, send
 from foundation.kernel.context import current_process
 from foundation.kernel.gen_server import GenServer, call
 from foundation.kernel.messages import Down, Reply
@@ -285,7 +285,7 @@ class SignalBus(GenServer):
             regex = compile_pattern(pattern)
         except InvalidArgument as err:
             return Failed(err)
-        if pid._proc is None:
+        if not is_alive(pid):
             return Failed(InvalidArgument(f"subscriber {pid!r} is not alive"))
         sid = uuid.uuid4().hex
         state.subs[sid] = _Sub(sid, pattern, pid, regex)

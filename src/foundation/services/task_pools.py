@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 from foundation.errors import AlreadyPresent, CallTimeout, InvalidArgument, NoProcess
 from foundation.kernel.api import demonitor, monitor
-from foundation.kernel.context import current_runtime
+from foundation.kernel.context import current_process, current_runtime
 from foundation.kernel.gen_server import GenServer, call, cast, reply
 from foundation.kernel.messages import Down, NoReply, Reply
 from foundation.kernel.pid import Pid, Ref
@@ -62,13 +63,15 @@ class PoolConfig:
             raise InvalidArgument(f"invalid timeout: {self.timeout!r} (seconds > 0, or None)")
 
 
-DEFAULT_POOLS: dict[str, PoolConfig] = {
-    "general": PoolConfig("async", 10, 30.0),
-    "agent_operations": PoolConfig("async", 20, 30.0),
-    "coordination": PoolConfig("async", 15, 15.0),
-    "monitoring": PoolConfig("async", 5, 10.0),
-    "blocking_io": PoolConfig("thread", 8, 60.0),
-}
+DEFAULT_POOLS: Mapping[str, PoolConfig] = MappingProxyType(
+    {
+        "general": PoolConfig("async", 10, 30.0),
+        "agent_operations": PoolConfig("async", 20, 30.0),
+        "coordination": PoolConfig("async", 15, 15.0),
+        "monitoring": PoolConfig("async", 5, 10.0),
+        "blocking_io": PoolConfig("thread", 8, 60.0),
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +263,7 @@ class TaskPools(GenServer):
         return Reply(Failed(InvalidArgument(f"task pools: unknown request {request!r}")), state)
 
     def _proc(self) -> Any:
-        proc = self.pid._proc
+        proc = current_process()  # the pools' own process: this runs in its handlers
         assert proc is not None
         return proc
 

@@ -251,6 +251,18 @@ def _checked(result: CommandResult, check: bool) -> CommandResult:
     return result
 
 
+def _release(proc: asyncio.subprocess.Process) -> None:
+    """Close the subprocess transport now, whatever state the run ended in.
+
+    asyncio closes it by itself only once the process has exited *and* both pipes were read to
+    the end; a run cut short (cancelled twice, output cap) would otherwise leave it to the
+    garbage collector, which warns about an unclosed transport.
+    """
+    transport = getattr(proc, "_transport", None)  # asyncio keeps no public handle on it
+    if transport is not None:
+        transport.close()
+
+
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -308,6 +320,7 @@ async def _execute(ticket: _Ticket, argv: tuple[str, ...]) -> CommandResult:
                 _kill_group(proc)
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.shield(proc.wait())
+            _release(proc)
     if outcome["timeout"]:
         raise CommandTimeout(
             f"command {' '.join(argv)!r} did not finish within {ticket.timeout}s; killed",

@@ -15,7 +15,7 @@ from typing import Any
 from foundation.errors import InvalidArgument, PersistenceError, StaleVersion
 from foundation.persistence.store import Stored
 
-__all__ = ["MemoryStore", "check_key", "settled", "stale", "track"]
+__all__ = ["MemoryStore", "check_key", "encode", "settled", "stale", "track"]
 
 
 class MemoryStore:
@@ -48,12 +48,7 @@ class MemoryStore:
         actual = current[1] if current is not None else None
         if actual != expected_version:
             raise stale(key, expected_version, actual)
-        try:
-            text = json.dumps(data)
-        except (TypeError, ValueError) as exc:
-            raise PersistenceError(
-                f"state of {key!r} is not JSON-ready: {exc}", context={"key": key}, retryable=False
-            ) from exc
+        text = encode(key, data)
         version = (actual or 0) + 1
         self._records[key] = (text, version, schema_version, time.time())
         self.saves += 1
@@ -113,3 +108,14 @@ async def settled(writing: dict[str, set[asyncio.Future[Any]]], key: str) -> Non
     pending = writing.get(key)
     if pending:
         await asyncio.wait(list(pending))
+
+
+def encode(key: str, data: dict[str, Any]) -> str:
+    """A record's data as compact JSON text; not JSON-ready is a ``PersistenceError``."""
+    check_key(key)
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise PersistenceError(
+            f"state of {key!r} is not JSON-ready: {exc}", context={"key": key}, retryable=False
+        ) from exc

@@ -21,7 +21,7 @@ from typing import Any
 
 from foundation.errors import FoundationError, InvalidArgument, PersistenceError
 from foundation.kernel.context import RUNTIME
-from foundation.persistence.memory import check_key, stale
+from foundation.persistence.memory import check_key, encode, stale
 from foundation.persistence.memory import settled as _settled
 from foundation.persistence.memory import track as _track
 from foundation.persistence.sqlite import StoreStats
@@ -138,13 +138,7 @@ class PostgresStore:
         *,
         schema_version: int = 1,
     ) -> int:
-        check_key(key)
-        try:
-            text = json.dumps(data, ensure_ascii=False)
-        except (TypeError, ValueError) as exc:
-            raise PersistenceError(
-                f"state of {key!r} is not JSON-ready: {exc}", context={"key": key}, retryable=False
-            ) from exc
+        text = encode(key, data)
         version = await self._write(key, text, expected_version, schema_version)
         assert version is not None
         return version

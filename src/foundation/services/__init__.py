@@ -38,6 +38,7 @@ from foundation.services.signal_bus import SignalBus as SignalBus
 from foundation.services.task_pools import PoolConfig as PoolConfig
 from foundation.services.task_pools import TaskPools as TaskPools
 from foundation.services.tree import Services as Services
+from foundation.services.tree import start_services as start_services
 
 __all__ = [
     "BreakerConfig",
@@ -73,4 +74,5 @@ __all__ = [
     "TaskPools",
     "TokenBucket",
     "protected_call",
+    "start_services",
 ]

@@ -3,33 +3,50 @@
 ``await DeadLetterQueue.put(recipient, message, reason, metadata)`` stores an entry (id,
 recipient, message, reason, attempts, first and last failure, metadata) in the state store
 under ``dlq/<id>`` **before** it answers: a dead letter is never lost, and the queue comes back
-with all of them after a restart of the process or of the whole OS process. Every other service
-hands its undeliverable messages here (``DeadLetterQueue.sink()`` is the ``DeadLetterSink`` they
-take). ``retry(recipient=..., reason=...)`` delivers matching entries again, by a call made by
-the caller (never inside the queue's server), with exponential backoff per entry between
-attempts: a delivered entry is removed, a failed one counts the attempt. ``purge(max_age)``
-removes old entries. Messages that are not JSON-ready are stored as their ``repr`` (flagged).
-Without a store in the runtime, entries live in a ``MemoryStore`` (and die with the runtime).
+with all of them after a restart of the queue or of the whole OS process. ``put`` is a call, so a
+queue that is not running is a ``NoProcess`` error for the sender, never a silent loss (the
+seed cast to a queue no supervisor started). Every other service hands its undeliverable
+messages here: ``DeadLetterQueue.sink()`` is the ``DeadLetterSink`` the signal bus and the
+buffered delivery take.
+
+What is stored: a JSON-ready message as is; a ``Signal`` as its JSON form (rebuilt as a
+``Signal`` when retried); anything else as its ``repr`` (``message_kind == "repr"``: kept for
+inspection, never retried). Metadata values that are not JSON-ready are stored as their
+``repr``. A recipient is a registered name, or a pid (its ``str`` is stored; the pid itself is
+remembered only while this queue runs, since a pid means nothing to a later OS process).
+
+``retry(recipient=..., reason=...)`` delivers the matching entries that are due again, from the
+caller (never inside the queue's server): by a call (the recipient's reply is the
+acknowledgement) or, for signals and entries whose metadata says ``delivery="send"``, by a send
+(the way they were first sent). A delivered entry is removed; a failed one counts the attempt
+and is not due again before ``backoff * 2 ** (attempts - 1)`` seconds (at most
+``max_backoff``). ``purge(max_age=..., max_attempts=...)`` removes expired entries. Times are
+epoch seconds on the runtime clock (``epoch`` as for the scheduler: the wall time the clock's
+zero stands for; tests pass ``epoch=0``). Without a store in the runtime, entries live in a
+private ``MemoryStore`` (and die with the queue).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from foundation.errors import FoundationError, InvalidArgument, NotFound
+from foundation.kernel.api import send
 from foundation.kernel.context import current_runtime
 from foundation.kernel.gen_server import GenServer, call
 from foundation.kernel.messages import Reply
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
+from foundation.kernel.supervision import Failed, unwrap
 from foundation.persistence.memory import MemoryStore
 from foundation.persistence.store import StateStore
-from foundation.services.signal_bus import DeadLetterSink
+from foundation.services.signal_bus import DeadLetterSink, Signal
 
 __all__ = [
     "DEAD_LETTERS",
@@ -42,12 +59,15 @@ DEAD_LETTERS = "dead_letters"
 
 
 class DeadLetter(BaseModel):
-    """One undeliverable message and what happened to it."""
+    """One undeliverable message and what happened to it (times in epoch seconds)."""
 
     id: str
+    seq: int = 0  # arrival order in the queue
     recipient: str
+    recipient_is_pid: bool = False
     message: Any
-    message_is_repr: bool = False
+    message_kind: Literal["json", "signal", "repr"] = "json"
+    delivery: Literal["call", "send"] = "call"
     reason: str
     attempts: int = 1
     first_failure: float
@@ -56,12 +76,41 @@ class DeadLetter(BaseModel):
     metadata: dict[str, Any] = {}
 
 
-def _jsonable(value: Any) -> tuple[Any, bool]:
+def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value)
     except (TypeError, ValueError):
-        return repr(value), True
-    return value, False
+        return False
+    return True
+
+
+def _encode(
+    recipient: Any, message: Any, reason: Any, metadata: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The JSON-ready fields of a new entry (computed in the sender, not in the server)."""
+    meta = {str(k): v if _jsonable(v) else repr(v) for k, v in (metadata or {}).items()}
+    body: Any
+    if isinstance(message, Signal):
+        body, kind, delivery = message.model_dump(mode="json"), "signal", "send"
+    elif _jsonable(message):
+        body, kind, delivery = message, "json", "call"
+    else:
+        body, kind, delivery = repr(message), "repr", "call"
+    if meta.get("delivery") in ("call", "send"):
+        delivery = meta["delivery"]
+    return {"recipient": str(recipient), "recipient_is_pid": type(recipient) is Pid,
+            "message": body, "message_kind": kind, "delivery": delivery, "reason": str(reason),
+            "metadata": meta}  # fmt: skip
+
+
+def _matching(entries: Any, recipient: str | None, reason: str | None) -> list[DeadLetter]:
+    found = [e for e, _ in entries.values()
+             if recipient in (None, e.recipient) and reason in (None, e.reason)]  # fmt: skip
+    return sorted(found, key=lambda e: (e.first_failure, e.seq))
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 class DeadLetterQueue(GenServer):
@@ -69,11 +118,18 @@ class DeadLetterQueue(GenServer):
 
     @classmethod
     async def start_link(  # type: ignore[override]
-        cls, *, name: str = DEAD_LETTERS, backoff: float = 1.0, max_backoff: float = 300.0
+        cls,
+        *,
+        name: str = DEAD_LETTERS,
+        backoff: float = 1.0,
+        max_backoff: float = 300.0,
+        epoch: float | None = None,
     ) -> Pid:
         """Start the queue, loading the entries stored by earlier runs."""
-        return await cls._start((backoff, max_backoff), name=name, timeout=30.0, max_mailbox=None,
-                                link=True)  # fmt: skip
+        if not _positive(backoff) or not _positive(max_backoff):
+            raise InvalidArgument(f"invalid backoff {backoff!r}/{max_backoff!r} (seconds > 0)")
+        return await cls._start((backoff, max_backoff, epoch), name=name, timeout=30.0,
+                                max_mailbox=None, link=True)  # fmt: skip
 
     @classmethod
     def child_spec(cls, *, name: str = DEAD_LETTERS, **kw: Any) -> Any:  # type: ignore[override]
@@ -96,12 +152,10 @@ class DeadLetterQueue(GenServer):
         *,
         dlq: Any = DEAD_LETTERS,
     ) -> str:
-        """Store a dead letter durably; its id."""
-        body, is_repr = _jsonable(message)
-        meta, _ = _jsonable(dict(metadata or {}))
-        if not isinstance(meta, dict):
-            meta = {"repr": meta}
-        return await call(dlq, ("put", str(recipient), body, is_repr, str(reason), meta))  # type: ignore[no-any-return]
+        """Store a dead letter durably (stored before this returns); its id."""
+        fields = _encode(recipient, message, reason, metadata)
+        pid = recipient if type(recipient) is Pid else None
+        return unwrap(await call(dlq, ("put", fields, pid)))  # type: ignore[no-any-return]
 
     @staticmethod
     def sink(dlq: Any = DEAD_LETTERS) -> DeadLetterSink:
@@ -114,10 +168,19 @@ class DeadLetterQueue(GenServer):
 
     @staticmethod
     async def list(
-        *, recipient: str | None = None, reason: str | None = None, dlq: Any = DEAD_LETTERS
+        *,
+        recipient: str | None = None,
+        reason: str | None = None,
+        limit: int | None = None,
+        dlq: Any = DEAD_LETTERS,
     ) -> list[DeadLetter]:
-        """The entries matching the filters, oldest first."""
-        return await call(dlq, ("list", recipient, reason))  # type: ignore[no-any-return]
+        """The entries matching the filters, oldest first (at most ``limit``)."""
+        return await call(dlq, ("list", recipient, reason, limit))  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def get(id: str, *, dlq: Any = DEAD_LETTERS) -> DeadLetter:
+        """One entry; ``NotFound`` if there is none."""
+        return unwrap(await call(dlq, ("get", id)))  # type: ignore[no-any-return]
 
     @staticmethod
     async def retry(
@@ -127,15 +190,25 @@ class DeadLetterQueue(GenServer):
         timeout: float = 5.0,
         dlq: Any = DEAD_LETTERS,
     ) -> dict[str, int]:
-        """Deliver the matching entries due for a retry again; counts of delivered and failed."""
-        now = current_runtime().clock.now()
-        done = {"delivered": 0, "failed": 0, "not_due": 0}
-        for entry in await DeadLetterQueue.list(recipient=recipient, reason=reason, dlq=dlq):
-            if entry.next_retry_at > now or entry.message_is_repr:
-                done["not_due"] += 1
+        """Deliver the matching entries due for a retry again; counts of what happened."""
+        done = {"delivered": 0, "failed": 0, "not_due": 0, "not_retryable": 0}
+        due, pids, matching = await call(dlq, ("due", recipient, reason))
+        done["not_due"] = matching - len(due)
+        for entry in due:
+            if entry.message_kind == "repr":
+                done["not_retryable"] += 1
                 continue
+            message = entry.message
+            if entry.message_kind == "signal":
+                message = Signal.model_validate(message)
+            target = pids.get(entry.id) if entry.recipient_is_pid else entry.recipient
             try:
-                await call(entry.recipient, entry.message, timeout)
+                if target is None:
+                    raise NotFound(f"pid {entry.recipient} is not known to this runtime")
+                if entry.delivery == "send":
+                    send(target, message)
+                else:
+                    await call(target, message, timeout)
             except FoundationError as err:
                 await call(dlq, ("failed", entry.id, err.code))
                 done["failed"] += 1
@@ -145,29 +218,46 @@ class DeadLetterQueue(GenServer):
         return done
 
     @staticmethod
-    async def purge(max_age: float, *, dlq: Any = DEAD_LETTERS) -> int:
-        """Remove entries whose last failure is older than ``max_age`` seconds; how many."""
-        if max_age < 0:
+    async def purge(
+        *,
+        max_age: float | None = None,
+        max_attempts: int | None = None,
+        dlq: Any = DEAD_LETTERS,
+    ) -> int:
+        """Remove entries first failed over ``max_age`` seconds ago, or tried ``max_attempts``
+        times or more (with neither: every entry); how many."""
+        if max_age is not None and (not isinstance(max_age, int | float) or max_age < 0):
             raise InvalidArgument(f"invalid max_age: {max_age!r} (seconds >= 0)")
-        return await call(dlq, ("purge", max_age))  # type: ignore[no-any-return]
+        if max_attempts is not None and (not isinstance(max_attempts, int) or max_attempts < 1):
+            raise InvalidArgument(f"invalid max_attempts: {max_attempts!r} (an int >= 1)")
+        return unwrap(await call(dlq, ("purge", max_age, max_attempts)))  # type: ignore[no-any-return]
 
     @staticmethod
     async def stats(*, dlq: Any = DEAD_LETTERS) -> dict[str, Any]:
-        """How many entries, by reason."""
+        """How many entries, by reason and by recipient, and the oldest first failure."""
         return await call(dlq, ("stats",))  # type: ignore[no-any-return]
 
     # -- server --------------------------------------------------------------------------------
 
-    async def init(self, args: tuple[float, float]) -> dict[str, tuple[DeadLetter, int]]:
-        self.backoff, self.max_backoff = args
+    def _now(self) -> float:
+        return self.epoch + self.clock.now()
+
+    async def init(
+        self, args: tuple[float, float, float | None]
+    ) -> dict[str, tuple[DeadLetter, int]]:
+        self.backoff, self.max_backoff, epoch = args
         rt = current_runtime()
+        self.clock = rt.clock
+        self.epoch = time.time() - self.clock.now() if epoch is None else epoch
         self.store: StateStore = rt.store if rt.store is not None else MemoryStore()
+        self.pids: dict[str, Pid] = {}  # entry id -> the recipient pid, while this queue runs
         entries: dict[str, tuple[DeadLetter, int]] = {}
         for key in await self.store.list("dlq/"):
             rec = await self.store.load(key)
             if rec is not None:
                 entry = DeadLetter.model_validate(rec.data)
                 entries[entry.id] = (entry, rec.version)
+        self.seq = max((e.seq for e, _ in entries.values()), default=0)
         return entries
 
     async def _save(self, entry: DeadLetter, version: int | None) -> int:
@@ -175,64 +265,69 @@ class DeadLetterQueue(GenServer):
 
     async def handle_call(self, request: Any, caller: From, entries: Any) -> Any:
         kind = request[0]
-        now, wall = current_runtime().clock.now(), time.time()
+        now = self._now()
         if kind == "put":
-            _, recipient, body, is_repr, reason, meta = request
-            entry = DeadLetter(
-                id=uuid.uuid4().hex[:16],
-                recipient=recipient,
-                message=body,
-                message_is_repr=is_repr,
-                reason=reason,
-                first_failure=wall,
-                last_failure=wall,
-                next_retry_at=now,
-                metadata=meta,
-            )
-            entries[entry.id] = (entry, await self._save(entry, None))  # durable, then the reply
+            fields, pid = request[1], request[2]
+            self.seq += 1
+            entry = DeadLetter(id=uuid.uuid4().hex, seq=self.seq, first_failure=now,
+                               last_failure=now, next_retry_at=now, **fields)  # fmt: skip
+            try:
+                version = await self._save(entry, None)  # durable, then the reply
+            except FoundationError as err:
+                return Reply(Failed(err), entries)
+            entries[entry.id] = (entry, version)
+            if pid is not None:
+                self.pids[entry.id] = pid
             return Reply(entry.id, entries)
         if kind == "list":
-            _, recipient, reason = request
-            found = [
-                e
-                for e, _ in entries.values()
-                if recipient in (None, e.recipient) and reason in (None, e.reason)
-            ]
-            return Reply(sorted(found, key=lambda e: e.first_failure), entries)
-        if kind in ("failed", "delivered"):
-            item = entries.get(request[1])
-            if item is None:
-                return Reply(None, entries)
-            entry, version = item
-            if kind == "delivered":
-                await self.store.delete(f"dlq/{entry.id}", version)
-                del entries[entry.id]
-                return Reply(None, entries)
-            delay = min(self.backoff * 2 ** (entry.attempts - 1), self.max_backoff)
-            entry = entry.model_copy(
-                update={
-                    "attempts": entry.attempts + 1,
-                    "last_failure": wall,
-                    "next_retry_at": now + delay,
-                    "metadata": {**entry.metadata, "last_error": request[2]},
-                }
-            )
-            entries[entry.id] = (entry, await self._save(entry, version))
-            return Reply(None, entries)
-        if kind == "purge":
-            old = [e for e, _ in entries.values() if e.last_failure < wall - request[1]]
-            for entry in old:
-                await self.store.delete(f"dlq/{entry.id}", entries[entry.id][1])
-                del entries[entry.id]
-            return Reply(len(old), entries)
-        if kind == "stats":
-            by_reason: dict[str, int] = {}
-            for entry, _ in entries.values():
-                by_reason[entry.reason] = by_reason.get(entry.reason, 0) + 1
-            return Reply({"entries": len(entries), "by_reason": by_reason}, entries)
+            found = _matching(entries, request[1], request[2])
+            return Reply(found if request[3] is None else found[: request[3]], entries)
+        if kind == "due":
+            matching = _matching(entries, request[1], request[2])
+            due = [e for e in matching if e.next_retry_at <= now]
+            pids = {e.id: self.pids[e.id] for e in due if e.id in self.pids}
+            return Reply((due, pids, len(matching)), entries)
         if kind == "get":
             item = entries.get(request[1])
             if item is None:
-                return Reply(NotFound(f"no dead letter {request[1]!r}"), entries)
+                return Reply(Failed(NotFound(f"no dead letter {request[1]!r}")), entries)
             return Reply(item[0], entries)
+        if kind in ("failed", "delivered"):
+            item = entries.get(request[1])
+            if item is None:  # purged meanwhile
+                return Reply(None, entries)
+            entry, version = item
+            if kind == "delivered":
+                await self._drop(entries, entry.id)
+                return Reply(None, entries)
+            delay = min(self.backoff * 2 ** (entry.attempts - 1), self.max_backoff)
+            entry = entry.model_copy(update={
+                "attempts": entry.attempts + 1, "last_failure": now, "next_retry_at": now + delay,
+                "metadata": {**entry.metadata, "last_error": request[2]},
+            })  # fmt: skip
+            entries[entry.id] = (entry, await self._save(entry, version))
+            return Reply(None, entries)
+        if kind == "purge":
+            max_age, max_attempts = request[1], request[2]
+            cutoff = now - max_age if max_age is not None else math.inf
+            old = [i for i, (e, _) in entries.items()
+                   if (max_age is None and max_attempts is None) or e.first_failure <= cutoff
+                   or (max_attempts is not None and e.attempts >= max_attempts)]  # fmt: skip
+            for entry_id in old:
+                await self._drop(entries, entry_id)
+            return Reply(len(old), entries)
+        if kind == "stats":
+            by_reason: dict[str, int] = {}
+            by_recipient: dict[str, int] = {}
+            for entry, _ in entries.values():
+                by_reason[entry.reason] = by_reason.get(entry.reason, 0) + 1
+                by_recipient[entry.recipient] = by_recipient.get(entry.recipient, 0) + 1
+            oldest = min((e.first_failure for e, _ in entries.values()), default=None)
+            return Reply({"entries": len(entries), "by_reason": by_reason,
+                          "by_recipient": by_recipient, "oldest": oldest}, entries)  # fmt: skip
         return await super().handle_call(request, caller, entries)
+
+    async def _drop(self, entries: Any, entry_id: str) -> None:
+        _, version = entries.pop(entry_id)
+        self.pids.pop(entry_id, None)
+        await self.store.delete(f"dlq/{entry_id}", version)

@@ -1,14 +1,18 @@
 """FeatureFlags: boolean flags and percentage rollouts, durable, read without a round trip.
 
-``define(name, enabled=False)`` or ``define(name, percentage=10)``; ``enabled(name)`` is
-strictly boolean: a plain flag's value, and for a rollout ``True`` only at 100 % (the seed read
-a 10 % rollout as fully on). ``enabled_for(name, id)`` answers a rollout per id by a stable
-hash (SHA-256 of ``name:id``, never Python's per-process ``hash``), so one id always gets the
-same answer, on every machine and after every restart. Unknown flags raise ``UnknownFlag``.
-Flags are stored under ``flag/<name>`` before a change is acknowledged, and every change emits
-``("foundation", "feature_flags", "changed")`` and, when a signal bus runs, the signal
-``feature_flag.changed``. Reads are plain functions served from the table the server publishes
-in the runtime.
+``define(name, enabled=False)`` makes a boolean flag, ``define(name, percentage=10)`` a rollout
+(``enable``/``disable``/``set_percentage`` change a flag that exists, so a typo never creates
+one). ``enabled(name)`` is strictly boolean: a boolean flag's value, and for a rollout ``True``
+only at 100 % (any smaller rollout, 10 % or 99.9 %, reads as off: the seed returned the raw
+percentage, a truthy value, so a 10 % rollout read as fully on). ``enabled_for(name, id)``
+answers a rollout per id by a stable hash (SHA-256 of ``"<name>:<str(id)>"``, never Python's
+per-process ``hash``), so one id always gets the same answer, on every machine and after every
+restart, and raising the percentage only adds ids; for a boolean flag it is the flag's value.
+Unknown flags raise ``UnknownFlag``. Flags are stored under ``flag/<name>`` in the state store
+(``runtime.store``; without one, a private ``MemoryStore`` that lives as long as the service)
+before a change is acknowledged, and every change emits ``("foundation", "feature_flags",
+"changed")`` and, when a signal bus runs, the signal ``feature_flag.changed``. Reads are plain
+functions served from the table the server publishes in the runtime.
 """
 
 from __future__ import annotations
@@ -123,11 +127,34 @@ class FeatureFlags(GenServer):
             raise InvalidArgument(f"invalid flag name {name!r}: a non-empty str without /")
         if not isinstance(enabled, bool):
             raise InvalidArgument(f"flag {name!r}: enabled must be a bool, not {enabled!r}")
+        if enabled and percentage is not None:
+            raise InvalidArgument(f"flag {name!r}: give enabled=True or a percentage, not both")
+        if isinstance(percentage, bool):
+            raise InvalidArgument(f"flag {name!r}: invalid percentage {percentage!r} (0-100)")
         try:
             flag = Flag(name=name, enabled=enabled, percentage=percentage)
         except ValueError as exc:
             raise InvalidArgument(f"flag {name!r}: invalid percentage {percentage!r}") from exc
         return await call(server, ("set", flag))  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def enable(name: str, *, server: str = FEATURE_FLAGS) -> Flag:
+        """Turn a defined flag fully on (``UnknownFlag`` if it is not defined: no typo creates
+        a flag)."""
+        FeatureFlags._flag(name, server)
+        return await FeatureFlags.define(name, True, server=server)
+
+    @staticmethod
+    async def disable(name: str, *, server: str = FEATURE_FLAGS) -> Flag:
+        """Turn a defined flag fully off (``UnknownFlag`` if it is not defined)."""
+        FeatureFlags._flag(name, server)
+        return await FeatureFlags.define(name, False, server=server)
+
+    @staticmethod
+    async def set_percentage(name: str, percentage: float, *, server: str = FEATURE_FLAGS) -> Flag:
+        """Roll a defined flag out to ``percentage`` % of ids (``UnknownFlag`` if undefined)."""
+        FeatureFlags._flag(name, server)
+        return await FeatureFlags.define(name, percentage=percentage, server=server)
 
     @staticmethod
     async def remove(name: str, *, server: str = FEATURE_FLAGS) -> None:

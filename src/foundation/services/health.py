@@ -1,14 +1,18 @@
 """HealthChecks: registered checks on an interval, each behind its own breaker; one status.
 
 ``await HealthChecks.register("db", check, interval=10, timeout=2, critical=True)``: ``check``
-is an async function that returns truthy when healthy (falsy or an exception: unhealthy). Each
-check runs in its own runner process owned by the service, never in the service's loop, within
-``timeout`` seconds, through the circuit ``health:<name>`` when a circuit breaker service runs
-(a check that keeps failing is then not hammered: its circuit opens and the check counts as
-failing until a trial passes). The aggregate is ``healthy`` (all pass), ``degraded`` (only
-non-critical checks fail) or ``unhealthy`` (a critical one fails). Each change of the aggregate
-emits ``("foundation", "health", "changed")`` and the signal ``health.changed`` when a signal
-bus runs. ``check_now(name)`` runs a check at once in the caller (the synchronous twin).
+is an async function that returns truthy when healthy (falsy, an exception or running over
+``timeout``: unhealthy). Each check runs every ``interval`` seconds (runtime clock) in its own
+runner process, spawned and linked by the service, never in the service's loop: a slow check
+delays nobody. When a circuit breaker service runs, each check goes through its own circuit
+``health:<name>``: three failed runs in a row open it (the seed's rule), and the check then
+counts as failing without being run, until a trial run after three intervals passes. The
+aggregate is ``healthy`` (no check fails), ``degraded`` (only non-critical checks fail) or
+``unhealthy`` (a critical one fails); a check not run yet counts as passing. Each change of the
+aggregate emits ``("foundation", "health", "changed")`` and, when a signal bus runs, the signal
+``health.changed``. ``check_now(name)`` runs a check at once in the caller (the synchronous
+twin of a tick); ``unregister(name)`` stops one. Checks are functions, so they are not stored:
+after a restart of this service its owners register them again (as the seed's did on mount).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from foundation.errors import FoundationError, InvalidArgument, NotFound
-from foundation.kernel.api import spawn_link
+from foundation.kernel.api import current_pid, spawn_link, unlink
+from foundation.kernel.api import exit as exit_process
 from foundation.kernel.context import current_runtime
 from foundation.kernel.gen_server import GenServer, call, cast
 from foundation.kernel.messages import Reply
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
+from foundation.kernel.supervision import Failed, unwrap
 from foundation.services.circuit_breaker import BREAKER, BreakerConfig, CircuitBreaker
 
 __all__ = [
@@ -63,18 +69,37 @@ class _Check:
     result: CheckResult | None = None
 
 
-async def _run_check(name: str, fn: Check, timeout: float, breaker: str | None) -> CheckResult:
-    """Run one check in the caller; an exception or a falsy result is a failure."""
+def _breaker_config(interval: float) -> BreakerConfig:
+    """Three failed runs in a row open a check's circuit (the seed's rule); a trial after three
+    intervals."""
+    return BreakerConfig(failure_threshold=3, window=interval * 4, reset_timeout=interval * 3)
+
+
+async def _run_check(
+    name: str, fn: Check, timeout: float, breaker: str | None, interval: float
+) -> CheckResult:
+    """Run one check in the caller; an exception, a timeout or a falsy result is a failure."""
+    ran = False
 
     async def guarded() -> Any:
+        nonlocal ran
+        ran = True
         async with asyncio.timeout(timeout):
             return await fn()
 
     try:
-        if breaker is not None:
-            ok = await CircuitBreaker.call(f"health:{name}", guarded, breaker=breaker)
-        else:
+        if breaker is None:
             ok = await guarded()
+        else:
+            circuit = f"health:{name}"
+            try:
+                ok = await CircuitBreaker.call(circuit, guarded, breaker=breaker)
+            except NotFound:
+                if ran:
+                    raise
+                # the breaker restarted and forgot the circuit: configure it again
+                await CircuitBreaker.configure(circuit, _breaker_config(interval), breaker=breaker)
+                ok = await CircuitBreaker.call(circuit, guarded, breaker=breaker)
     except TimeoutError:
         return CheckResult(name, False, True, f"timed out after {timeout}s")
     except Exception as exc:  # a failing check is an outcome of the check, recorded
@@ -129,10 +154,15 @@ class HealthChecks(GenServer):
     @staticmethod
     async def check_now(name: str, *, health: Any = HEALTH) -> CheckResult:
         """Run one check now, in the caller, record it, and return its result."""
-        fn, timeout, breaker = await call(health, ("fn", name))
-        result = await _run_check(name, fn, timeout, breaker)
+        fn, timeout, breaker, interval = unwrap(await call(health, ("fn", name)))
+        result = await _run_check(name, fn, timeout, breaker, interval)
         await call(health, ("result", name, result))
-        return await call(health, ("get", name))  # type: ignore[no-any-return]
+        return unwrap(await call(health, ("get", name)))  # type: ignore[no-any-return]
+
+    @staticmethod
+    async def unregister(name: str, *, health: Any = HEALTH) -> bool:
+        """Stop and forget a check; False if there was none."""
+        return await call(health, ("unregister", name))  # type: ignore[no-any-return]
 
     # -- server --------------------------------------------------------------------------------
 
@@ -148,27 +178,32 @@ class HealthChecks(GenServer):
         kind = request[0]
         if kind == "register":
             name, check = request[1], request[2]
-            old = checks.get(name)
-            if old is not None and old.runner is not None:
-                from foundation import exit as exit_process
-
-                exit_process(old.runner, "kill")
+            self._stop_runner(checks.pop(name, None))
             breaker = self._breaker()
             if breaker is not None:
-                config = BreakerConfig(failure_threshold=3, reset_timeout=check.interval * 3)
-                await CircuitBreaker.configure(f"health:{name}", config, breaker=breaker)
+                config = _breaker_config(check.interval)
+                try:
+                    await CircuitBreaker.configure(f"health:{name}", config, breaker=breaker)
+                except FoundationError as err:
+                    return Reply(Failed(err), checks)
             check.runner = spawn_link(_runner, self.pid, name, check.fn, check.interval,
                                       check.timeout, breaker)  # fmt: skip
             checks[name] = check
+            await self._aggregate(checks)
             return Reply(None, checks)
+        if kind == "unregister":
+            gone = checks.pop(request[1], None)
+            self._stop_runner(gone)
+            await self._aggregate(checks)
+            return Reply(gone is not None, checks)
         if kind == "status":
             return Reply((self.aggregate, {n: self._result(n, c) for n, c in checks.items()}),
                          checks)  # fmt: skip
         if kind in ("fn", "get") and request[1] not in checks:
-            return Reply(NotFound(f"no health check {request[1]!r}"), checks)
+            return Reply(Failed(NotFound(f"no health check {request[1]!r}")), checks)
         if kind == "fn":
             check = checks[request[1]]
-            return Reply((check.fn, check.timeout, self._breaker()), checks)
+            return Reply((check.fn, check.timeout, self._breaker(), check.interval), checks)
         if kind == "get":
             return Reply(self._result(request[1], checks[request[1]]), checks)
         if kind == "result":
@@ -178,7 +213,9 @@ class HealthChecks(GenServer):
 
     async def handle_cast(self, request: Any, checks: dict[str, _Check]) -> Any:
         if request[0] == "result":
-            await self._record(checks, request[1], request[2])
+            check = checks.get(request[1])
+            if check is not None and check.runner == request[3]:  # not a replaced runner's
+                await self._record(checks, request[1], request[2])
             return checks
         return await super().handle_cast(request, checks)
 
@@ -195,6 +232,16 @@ class HealthChecks(GenServer):
             return
         check.result = CheckResult(name, result.ok, check.critical, result.error,
                                    current_runtime().clock.now())  # fmt: skip
+        await self._aggregate(checks)
+
+    @staticmethod
+    def _stop_runner(check: _Check | None) -> None:
+        if check is not None and check.runner is not None:
+            unlink(check.runner)  # its end is not this server's
+            exit_process(check.runner, "kill")
+
+    async def _aggregate(self, checks: dict[str, _Check]) -> None:
+        """Recompute the aggregate status; announce a change."""
         failing = [c for c in checks.values() if c.result is not None and c.result.ok is False]
         new: Status = (
             "unhealthy" if any(c.critical for c in failing)
@@ -220,6 +267,8 @@ async def _runner(
 ) -> None:
     """Run one check every ``interval`` seconds (runtime clock), reporting each result."""
     clock = current_runtime().clock
+    me = current_pid()
     while True:
-        cast(health, ("result", name, await _run_check(name, fn, timeout, breaker)))
+        result = await _run_check(name, fn, timeout, breaker, interval)
+        cast(health, ("result", name, result, me))
         await clock.sleep(interval)

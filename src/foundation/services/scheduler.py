@@ -1,18 +1,33 @@
 """Scheduler: every periodic, one-shot and cron job of every process lives here.
 
 ``await Scheduler.schedule("report", target="reporter", message=("report",), every=60)`` (or
-``at=`` an epoch time, ``after=`` seconds, ``cron="*/5 * * * *"``) sends ``message`` to the
-process registered as ``target`` at each tick, whichever pid holds the name then: a schedule
-survives its target's restarts (the seed's agents scheduled messages to themselves, and lost
-them on every restart). Ticks are computed from the schedule's anchor (``anchor + k * every``),
-never from the time of the last tick, so they do not drift. A tick that finds its target down
-follows the schedule's ``missed`` policy: ``"skip"`` it, or ``"catch_up"`` once (one message as
-soon as the target is back, however many ticks it missed). Durable schedules (the default) are
-saved in the state store under ``schedule/<name>`` before ``schedule`` answers, and are reloaded
-by the next scheduler, in this OS process or the next one; ticks missed meanwhile follow the
-same policy. The scheduler keeps one kernel timer, for its earliest tick. Times are epoch
-seconds: ``wall = epoch + (clock.now() - clock at start)`` (``epoch`` defaults to the real
-time at start; tests pass ``epoch=0`` to read ticks on the virtual clock directly).
+``at=`` an epoch time, ``after=`` seconds, ``cron="*/5 * * * *"``) sends ``message`` (a plain
+``send``: the target's ``handle_info``) to the process registered as ``target`` at each tick,
+whichever pid holds the name then: a schedule survives its target's restarts (the seed's agents
+scheduled messages to themselves, and lost them on every restart; no process of this project
+does that). Ticks are computed from the schedule's anchor (``anchor + k * every``), never from
+the time of the last tick, so they do not drift.
+
+A tick that finds its target down follows the schedule's ``missed`` policy: ``"skip"`` it (the
+default), or ``"catch_up"`` once: one message as soon as the target is back (checked every
+``recheck`` seconds while something is owed), however many ticks it missed; then ticks go on
+on the grid. Ticks that pass while no scheduler runs at all (the OS process was down) follow
+the same policy when the schedules are reloaded. A one-shot that is skipped is gone.
+
+Durable schedules (the default) are saved in the state store (``runtime.store``; without one,
+a private ``MemoryStore`` that lives as long as the scheduler) under ``schedule/<name>`` before
+``schedule`` answers, and are reloaded by the next scheduler, in this OS process or the next.
+A durable catch-up schedule is also saved after each of its ticks, so a reload owes exactly the
+ticks that were missed (a crash between a send and that save can repeat one message: catch-up is
+at-least-once); a "skip" schedule is not saved per tick (a reload only needs its grid), so its
+``ticks``/``skipped`` counters restart from the stored copy. A durable message must be
+JSON-ready; it is delivered as JSON gives it back (a tuple comes back as a list).
+
+The scheduler keeps one kernel timer (``send_after`` on the runtime clock), for its earliest
+tick, and a heap of due times, so a tick costs O(log n) however many schedules there are. Times
+are epoch seconds: ``wall = epoch + clock.now()``, where ``epoch`` (the wall time the runtime
+clock's zero stands for) defaults to ``time.time() - clock.now()`` at start; tests pass
+``epoch=0`` to read ticks on the virtual clock directly.
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ from foundation.kernel.gen_server import GenServer, call
 from foundation.kernel.messages import Reply
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
+from foundation.kernel.supervision import Failed, unwrap
 from foundation.kernel.timers import TimerRef, cancel_timer, send_after
 from foundation.persistence.memory import MemoryStore
 from foundation.persistence.store import StateStore
@@ -73,7 +89,10 @@ class _Tick:
 
 
 _TICK = _Tick()
-_RETRY_OWED = 0.05  # seconds between checks that a catch-up target is back
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class Scheduler(GenServer):
@@ -81,10 +100,15 @@ class Scheduler(GenServer):
 
     @classmethod
     async def start_link(  # type: ignore[override]
-        cls, *, name: str = SCHEDULER, epoch: float | None = None
+        cls, *, name: str = SCHEDULER, epoch: float | None = None, recheck: float = 0.05
     ) -> Pid:
         """Start the scheduler, reloading the durable schedules stored by earlier runs."""
-        return await cls._start(epoch, name=name, timeout=30.0, max_mailbox=None, link=True)
+        if epoch is not None and not _number(epoch):
+            raise InvalidArgument(f"invalid epoch: {epoch!r} (epoch seconds)")
+        if not _number(recheck) or recheck <= 0:
+            raise InvalidArgument(f"invalid recheck: {recheck!r} (seconds > 0)")
+        return await cls._start((epoch, float(recheck)), name=name, timeout=30.0,
+                                max_mailbox=None, link=True)  # fmt: skip
 
     @classmethod
     def child_spec(cls, *, name: str = SCHEDULER, **kw: Any) -> Any:  # type: ignore[override]
@@ -113,22 +137,24 @@ class Scheduler(GenServer):
         scheduler: Any = SCHEDULER,
     ) -> Job:
         """Create or replace schedule ``name``; exactly one of every/at/after/cron."""
+        if not isinstance(name, str) or not name or "/" in name:
+            raise InvalidArgument(f"invalid schedule name {name!r}: a non-empty str without /")
         given = [k for k, v in (("every", every), ("at", at), ("after", after), ("cron", cron))
                  if v is not None]  # fmt: skip
         if len(given) != 1:
             raise InvalidArgument(
                 f"schedule {name!r}: give exactly one of every, at, after, cron (got {given})"
             )
-        if not isinstance(name, str) or not name or "/" in name:
-            raise InvalidArgument(f"invalid schedule name {name!r}: a non-empty str without /")
         if not isinstance(target, str) or not target:
             raise InvalidArgument(f"schedule {name!r}: target must be a registered name (a str)")
         if missed not in ("skip", "catch_up"):
             raise InvalidArgument(f"schedule {name!r}: missed must be 'skip' or 'catch_up'")
-        if every is not None and (isinstance(every, bool) or every <= 0):
+        if every is not None and (not _number(every) or every <= 0):
             raise InvalidArgument(f"schedule {name!r}: every must be seconds > 0, not {every!r}")
-        if after is not None and after < 0:
-            raise InvalidArgument(f"schedule {name!r}: after must be seconds >= 0")
+        if after is not None and (not _number(after) or after < 0):
+            raise InvalidArgument(f"schedule {name!r}: after must be seconds >= 0, not {after!r}")
+        if at is not None and not _number(at):
+            raise InvalidArgument(f"schedule {name!r}: at must be epoch seconds, not {at!r}")
         if cron is not None:
             Cron.parse(cron)
         if durable:
@@ -141,39 +167,51 @@ class Scheduler(GenServer):
                 ) from None
         spec = {"every": every, "at": at, "after": after, "cron": cron}
         request = ("schedule", name, target, message, spec, missed, durable)
-        return await call(scheduler, request)  # type: ignore[no-any-return]
+        return unwrap(await call(scheduler, request))  # type: ignore[no-any-return]
 
     @staticmethod
     async def cancel(name: str, *, scheduler: Any = SCHEDULER) -> bool:
         """Remove a schedule (and its stored copy); False if there was none."""
-        return await call(scheduler, ("cancel", name))  # type: ignore[no-any-return]
+        return unwrap(await call(scheduler, ("cancel", name)))  # type: ignore[no-any-return]
 
     @staticmethod
-    async def jobs(*, scheduler: Any = SCHEDULER) -> dict[str, Job]:
-        """Every schedule, by name."""
-        return await call(scheduler, ("jobs",))  # type: ignore[no-any-return]
+    async def cancel_target(target: str, *, scheduler: Any = SCHEDULER) -> int:
+        """Remove every schedule of ``target``; how many there were."""
+        names = list(await Scheduler.jobs(target=target, scheduler=scheduler))
+        return sum([await Scheduler.cancel(n, scheduler=scheduler) for n in names])
+
+    @staticmethod
+    async def jobs(*, target: str | None = None, scheduler: Any = SCHEDULER) -> dict[str, Job]:
+        """Every schedule (of ``target``, if given), by name; copies."""
+        return await call(scheduler, ("jobs", target))  # type: ignore[no-any-return]
 
     @staticmethod
     async def get(name: str, *, scheduler: Any = SCHEDULER) -> Job:
         """One schedule; ``NotFound`` if there is none."""
         job = (await Scheduler.jobs(scheduler=scheduler)).get(name)
         if job is None:
-            raise NotFound(f"no schedule {name!r}")
+            raise NotFound(f"no schedule {name!r} in scheduler {scheduler!r}")
         return job
+
+    @staticmethod
+    async def run_now(name: str, *, scheduler: Any = SCHEDULER) -> bool:
+        """Send a schedule's message now, off its grid (the test twin of a tick); delivered?"""
+        return unwrap(await call(scheduler, ("run_now", name)))  # type: ignore[no-any-return]
 
     # -- server --------------------------------------------------------------------------------
 
     def _wall(self) -> float:
-        return self.epoch + (self.clock.now() - self.t0)
+        return self.epoch + self.clock.now()
 
-    async def init(self, epoch: float | None) -> dict[str, Job]:
+    async def init(self, args: tuple[float | None, float]) -> dict[str, Job]:
+        epoch, self.recheck = args
         rt = current_runtime()
         self.clock = rt.clock
-        self.t0 = self.clock.now()
-        self.epoch = time.time() if epoch is None else epoch
+        self.epoch = time.time() - self.clock.now() if epoch is None else epoch
         self.store: StateStore = rt.store if rt.store is not None else MemoryStore()
         self.versions: dict[str, int] = {}
         self.heap: list[tuple[float, str]] = []
+        self.owed: set[str] = set()
         self.timer: TimerRef | None = None
         self.timer_at = math.inf
         jobs: dict[str, Job] = {}
@@ -184,10 +222,16 @@ class Scheduler(GenServer):
                 continue
             job = Job.model_validate(rec.data)
             self.versions[job.name] = rec.version
-            if job.next_at <= now:  # ticks missed while no scheduler ran
-                job = self._advance(job, now, missed_while_down=True)
             jobs[job.name] = job
-            heapq.heappush(self.heap, (job.next_at, job.name))
+            if job.next_at <= now:  # ticks passed while no scheduler ran
+                self._missed(job, now, count=job.missed == "catch_up")
+                if job.kind == "once" and not job.owed:
+                    await self._finish(job, jobs)
+                    continue
+            if job.owed:
+                self.owed.add(job.name)
+            if job.next_at != math.inf:
+                heapq.heappush(self.heap, (job.next_at, job.name))
         self._arm(jobs)
         return jobs
 
@@ -201,34 +245,39 @@ class Scheduler(GenServer):
         at = spec["at"] if spec["at"] is not None else now + float(spec["after"])
         return "once", now, float(at)
 
-    def _advance(self, job: Job, now: float, missed_while_down: bool = False) -> Job:
-        """The job after its tick(s) up to ``now``: the next time on its grid."""
-        update: dict[str, Any] = {}
-        if missed_while_down:
-            update["owed"] = job.missed == "catch_up"
-            update["skipped"] = job.skipped + (0 if job.missed == "catch_up" else 1)
+    def _advance(self, job: Job, now: float) -> int:
+        """Move the job to its next grid time strictly after ``now``; grid times passed over."""
         if job.kind == "every":
             assert job.every is not None
-            # the first grid point strictly after now, never behind the last one (no drift,
-            # and no tick twice for float rounding)
+            # never behind the current grid point (no tick twice for float rounding)
             k = max(job.index + 1, math.floor((now - job.anchor) / job.every + 1e-9) + 1)
-            update["next_at"] = job.anchor + k * job.every
-            update["index"] = k
-        elif job.kind == "cron":
+            passed = k - job.index - 1
+            job.index = k
+            job.next_at = job.anchor + k * job.every
+            return passed
+        if job.kind == "cron":
             assert job.cron is not None
-            update["next_at"] = Cron.parse(job.cron).next_after(now)
-        else:
-            update["next_at"] = math.inf
-        return job.model_copy(update=update)
+            job.next_at = Cron.parse(job.cron).next_after(now)
+            return 0
+        job.next_at = math.inf
+        return 0
+
+    def _missed(self, job: Job, now: float, *, count: bool = True) -> None:
+        """The tick due now found no target (or no scheduler): apply the ``missed`` policy."""
+        passed = self._advance(job, now)
+        if job.missed == "catch_up":
+            job.owed = True
+            self.owed.add(job.name)
+        if count:
+            job.skipped += (0 if job.missed == "catch_up" else 1) + passed
 
     def _arm(self, jobs: dict[str, Job]) -> None:
-        while self.heap and (
-            self.heap[0][1] not in jobs or jobs[self.heap[0][1]].next_at != self.heap[0][0]
-        ):
-            heapq.heappop(self.heap)  # stale entry of a changed or cancelled job
-        due = self.heap[0][0] if self.heap else math.inf
-        if any(j.owed for j in jobs.values()):
-            due = min(due, self._wall() + _RETRY_OWED)
+        heap = self.heap
+        while heap and (heap[0][1] not in jobs or jobs[heap[0][1]].next_at != heap[0][0]):
+            heapq.heappop(heap)  # stale entry of a changed or cancelled job
+        due = heap[0][0] if heap else math.inf
+        if self.owed:
+            due = min(due, self._wall() + self.recheck)
         if due == self.timer_at:
             return
         if self.timer is not None:
@@ -248,71 +297,101 @@ class Scheduler(GenServer):
                 name=name, target=target, message=message, kind=job_kind, every=spec["every"],
                 cron=spec["cron"], anchor=anchor, next_at=first, missed=missed, durable=durable,
             )  # fmt: skip
-            await self._store(job, jobs)
+            old = jobs.get(name)
+            try:
+                if job.durable:
+                    await self._save(job, stored=old is not None and old.durable)
+                elif old is not None and old.durable:
+                    await self._delete(name)
+            except FoundationError as err:
+                return Reply(Failed(err), jobs)
             jobs[name] = job
+            self.owed.discard(name)
             heapq.heappush(self.heap, (job.next_at, name))
             self._arm(jobs)
-            return Reply(job, jobs)
+            return Reply(job.model_copy(), jobs)
         if kind == "cancel":
             gone = jobs.pop(request[1], None)
+            self.owed.discard(request[1])
             if gone is not None and gone.durable:
-                await self.store.delete(f"schedule/{gone.name}", self.versions.pop(gone.name, None))
+                try:
+                    await self._delete(gone.name)
+                except FoundationError as err:
+                    return Reply(Failed(err), jobs)
             self._arm(jobs)
             return Reply(gone is not None, jobs)
         if kind == "jobs":
-            return Reply(dict(jobs), jobs)
+            target = request[1]
+            return Reply({n: j.model_copy() for n, j in jobs.items()
+                          if target is None or j.target == target}, jobs)  # fmt: skip
+        if kind == "run_now":
+            found = jobs.get(request[1])
+            if found is None:
+                return Reply(Failed(NotFound(f"no schedule {request[1]!r}")), jobs)
+            delivered = self._deliver(found)
+            if delivered:
+                found.ticks += 1
+            return Reply(delivered, jobs)
         return await super().handle_call(request, caller, jobs)
 
-    async def _store(self, job: Job, jobs: dict[str, Job]) -> None:
-        if not job.durable:
-            return
+    async def _save(self, job: Job, *, stored: bool = True) -> None:
         key = f"schedule/{job.name}"
         version = self.versions.get(job.name)
-        if version is None and job.name not in jobs:
-            stored = await self.store.load(key)
-            version = stored.version if stored is not None else None
+        if version is None and not stored:
+            found = await self.store.load(key)  # a copy left by an earlier run
+            version = found.version if found is not None else None
         self.versions[job.name] = await self.store.save(key, job.model_dump(mode="json"), version)
+
+    async def _delete(self, name: str) -> None:
+        await self.store.delete(f"schedule/{name}", self.versions.pop(name, None))
 
     async def handle_info(self, msg: Any, jobs: dict[str, Job]) -> Any:
         if msg is not _TICK:
             return await super().handle_info(msg, jobs)
         self.timer, self.timer_at = None, math.inf
         now = self._wall()
-        rt = current_runtime()
-        for name, owed in list(jobs.items()):
-            if owed.owed and rt.whereis(owed.target) is not None:
-                self._deliver(owed)
-                paid = jobs[name] = owed.model_copy(update={"owed": False, "ticks": owed.ticks + 1})
-                if paid.kind == "once":
-                    await self._finish(paid, jobs)
-        while self.heap and self.heap[0][0] <= now:
-            due, name = heapq.heappop(self.heap)
-            current = jobs.get(name)
-            if current is None or current.next_at != due:
-                continue
-            job = current
-            if rt.whereis(job.target) is not None:
-                self._deliver(job)
-                job = job.model_copy(update={"ticks": job.ticks + 1})
-                job = self._advance(job, max(now, due))
-            else:
-                job = self._advance(job, max(now, due), missed_while_down=True)
-            jobs[name] = job
-            if job.kind == "once":
-                if not job.owed:
+        for name in list(self.owed):
+            job = jobs.get(name)
+            if job is None or not job.owed:
+                self.owed.discard(name)
+            elif self._deliver(job):
+                self.owed.discard(name)
+                job.owed = False
+                job.ticks += 1
+                if job.kind == "once":
                     await self._finish(job, jobs)
-                continue  # an owed one-shot waits for its target (the owed path above)
-            heapq.heappush(self.heap, (job.next_at, name))
+                elif job.durable:
+                    await self._save(job)
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            due, name = heapq.heappop(heap)
+            job = jobs.get(name)
+            if job is None or job.next_at != due:
+                continue  # stale: changed or cancelled
+            if self._deliver(job):
+                job.ticks += 1
+                job.skipped += self._advance(job, max(now, due))
+            else:
+                self._missed(job, max(now, due))
+            if job.kind == "once" and not job.owed:
+                await self._finish(job, jobs)
+                continue
+            if job.next_at != math.inf:
+                heapq.heappush(heap, (job.next_at, name))
+            if job.durable and job.missed == "catch_up":
+                await self._save(job)
         self._arm(jobs)
         return jobs
 
-    def _deliver(self, job: Job) -> None:
+    def _deliver(self, job: Job) -> bool:
         try:
             send(job.target, job.message)
-        except FoundationError:  # gone between the check and the send: a missed tick
-            return
+        except FoundationError:  # no such process, or a full bounded mailbox: a missed tick
+            return False
+        return True
 
     async def _finish(self, job: Job, jobs: dict[str, Job]) -> None:
         jobs.pop(job.name, None)
+        self.owed.discard(job.name)
         if job.durable:
-            await self.store.delete(f"schedule/{job.name}", self.versions.pop(job.name, None))
+            await self._delete(job.name)

@@ -40,7 +40,10 @@ class Account(PersistentServer):
 
 
 class GatedStore(MemoryStore):
-    """A MemoryStore whose saves wait for the test to open a gate, to see what happens first."""
+    """A MemoryStore whose saves wait for the test to open a gate, to see what happens first.
+
+    (``save`` and persistent servers both go through ``save_json``.)
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,9 +52,7 @@ class GatedStore(MemoryStore):
         self.entered = asyncio.Event()
         self.fail_with: Exception | None = None
 
-    async def save(
-        self, key: str, data: dict[str, Any], expected_version: int | None, **kw: Any
-    ) -> int:
+    async def save_json(self, key: str, text: str, expected_version: int | None, **kw: Any) -> int:
         if self.gate is not None:
             self.waiting += 1
             self.entered.set()
@@ -59,7 +60,7 @@ class GatedStore(MemoryStore):
             self.waiting -= 1
         if self.fail_with is not None:
             raise self.fail_with
-        return await super().save(key, data, expected_version, **kw)
+        return await super().save_json(key, text, expected_version, **kw)
 
 
 @pytest.fixture

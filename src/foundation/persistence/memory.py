@@ -15,7 +15,7 @@ from typing import Any
 from foundation.errors import InvalidArgument, PersistenceError, StaleVersion
 from foundation.persistence.store import Stored
 
-__all__ = ["MemoryStore", "check_key", "encode", "settled", "stale", "track"]
+__all__ = ["MemoryStore", "check_key", "encode", "forget", "settled", "stale", "track"]
 
 
 class MemoryStore:
@@ -43,12 +43,19 @@ class MemoryStore:
         *,
         schema_version: int = 1,
     ) -> int:
+        return await self.save_json(
+            key, encode(key, data), expected_version, schema_version=schema_version
+        )
+
+    async def save_json(
+        self, key: str, text: str, expected_version: int | None, *, schema_version: int = 1
+    ) -> int:
+        """``save`` of data already encoded as JSON text (what persistent servers hand over)."""
         check_key(key)
         current = self._records.get(key)
         actual = current[1] if current is not None else None
         if actual != expected_version:
             raise stale(key, expected_version, actual)
-        text = encode(key, data)
         version = (actual or 0) + 1
         self._records[key] = (text, version, schema_version, time.time())
         self.saves += 1
@@ -86,28 +93,27 @@ def stale(key: str, expected: int | None, actual: int | None) -> StaleVersion:
     )
 
 
-def track(writing: dict[str, set[asyncio.Future[Any]]], key: str, fut: asyncio.Future[Any]) -> None:
-    """Remember ``fut`` as a write of ``key`` in flight until it is done."""
-    pending = writing.setdefault(key, set())
-    pending.add(fut)
-
-    def done(f: asyncio.Future[Any]) -> None:
-        pending.discard(f)
-        if not pending and writing.get(key) is pending:
-            del writing[key]
-
-    fut.add_done_callback(done)
+def track(writing: dict[str, asyncio.Future[Any]], key: str, fut: asyncio.Future[Any]) -> None:
+    """Remember ``fut`` as the latest write of ``key`` in flight (writes of a key land in order,
+    so waiting for the latest waits for them all); ``forget`` it once answered."""
+    writing[key] = fut
 
 
-async def settled(writing: dict[str, set[asyncio.Future[Any]]], key: str) -> None:
+def forget(writing: dict[str, asyncio.Future[Any]], key: str, fut: asyncio.Future[Any]) -> None:
+    """Drop ``fut`` from the writes in flight, unless a later write of ``key`` replaced it."""
+    if writing.get(key) is fut:
+        del writing[key]
+
+
+async def settled(writing: dict[str, asyncio.Future[Any]], key: str) -> None:
     """Wait until every write of ``key`` in flight is done (whatever its outcome).
 
     A process killed while its save was queued leaves that save to land later; its restarted
     successor must load after it, or its first save would be stale.
     """
-    pending = writing.get(key)
-    if pending:
-        await asyncio.wait(list(pending))
+    fut = writing.get(key)
+    if fut is not None and not fut.done():
+        await asyncio.wait([fut])
 
 
 def encode(key: str, data: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 from foundation.errors import FoundationError, InvalidArgument, PersistenceError
 from foundation.kernel.context import RUNTIME
 from foundation.persistence.memory import check_key, encode, stale
+from foundation.persistence.memory import forget as _forget
 from foundation.persistence.memory import settled as _settled
 from foundation.persistence.memory import track as _track
 from foundation.persistence.sqlite import StoreStats
@@ -56,7 +57,7 @@ class PostgresStore:
         self._pool: Any = None
         self._lock = asyncio.Lock()
         self._queue: list[_Write] = []
-        self._writing: dict[str, set[asyncio.Future[Any]]] = {}
+        self._writing: dict[str, asyncio.Future[Any]] = {}
         self._flushing = False
         self._closed = False
 
@@ -138,7 +139,15 @@ class PostgresStore:
         *,
         schema_version: int = 1,
     ) -> int:
-        text = encode(key, data)
+        return await self.save_json(
+            key, encode(key, data), expected_version, schema_version=schema_version
+        )
+
+    async def save_json(
+        self, key: str, text: str, expected_version: int | None, *, schema_version: int = 1
+    ) -> int:
+        """``save`` of data already encoded as JSON text (what persistent servers hand over)."""
+        check_key(key)
         version = await self._write(key, text, expected_version, schema_version)
         assert version is not None
         return version
@@ -168,6 +177,8 @@ class PostgresStore:
                     results = await self._commit(batch)
                 except FoundationError as err:
                     _fail(batch, err)
+                    for w in batch:
+                        _forget(self._writing, w.key, w.fut)
                     continue
                 except BaseException as exc:  # cancelled or a bug: nobody may wait forever
                     waiting, self._queue = batch + self._queue, []
@@ -184,6 +195,7 @@ class PostgresStore:
                 self.stats.writes += len(batch)
                 self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
                 for w, result in zip(batch, results, strict=True):
+                    _forget(self._writing, w.key, w.fut)
                     if w.fut.done():
                         continue
                     if isinstance(result, BaseException):

@@ -15,6 +15,7 @@ supervisor restarts it from the last durable state) and the caller gets the
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -184,8 +185,9 @@ class PersistentServer(GenServer):
                 context={"key": self.key, "fields": fields, "version": stored.version},
             ) from exc
         self.version = stored.version
-        self._saved = stored.data
+        self._saved = state.model_dump_json()
         if stored.schema_version != self.schema_version or data != stored.data:
+            self._saved = None
             await self._save(state)  # the migrated shape is the durable one from now on
         return await self.on_after_load(state)
 
@@ -214,13 +216,20 @@ class PersistentServer(GenServer):
                 f"as state, not {self.State.__name__}; nothing was saved",
                 retryable=False,
             )
-        data = state.model_dump(mode="json")
-        if data == self._saved:
+        text = state.model_dump_json()  # one pass in pydantic-core; compared as text
+        if text == self._saved:
             return
+        store = self._store()
         try:
-            self.version = await self._store().save(
-                self.key, data, self.version, schema_version=self.schema_version
-            )
+            save_json = getattr(store, "save_json", None)
+            if save_json is not None:  # the stores of this package take the JSON text as is
+                self.version = await save_json(
+                    self.key, text, self.version, schema_version=self.schema_version
+                )
+            else:
+                self.version = await store.save(
+                    self.key, json.loads(text), self.version, schema_version=self.schema_version
+                )
         except FoundationError:
             raise
         except Exception as exc:
@@ -228,9 +237,9 @@ class PersistentServer(GenServer):
                 f"could not save the state of {self.key!r}: {exc!r}",
                 context={"key": self.key},
             ) from exc
-        self._saved = data
+        self._saved = text
 
-    _saved: dict[str, Any] | None = None
+    _saved: str | None = None
 
 
 class _Setup:

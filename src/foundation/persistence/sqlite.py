@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from foundation.errors import FoundationError, InvalidArgument, PersistenceError
 from foundation.kernel.context import RUNTIME
 from foundation.persistence.memory import check_key, encode, stale
+from foundation.persistence.memory import forget as _forget
 from foundation.persistence.memory import settled as _settled
 from foundation.persistence.memory import track as _track
 from foundation.persistence.store import Stored
@@ -85,7 +86,7 @@ class SQLiteStore:
         self._wconn: sqlite3.Connection | None = None
         self._rconn: sqlite3.Connection | None = None
         self._queue: list[_Write] = []
-        self._writing: dict[str, set[asyncio.Future[Any]]] = {}
+        self._writing: dict[str, asyncio.Future[Any]] = {}
         self._inflight: asyncio.Future[Any] | None = None
         self._scheduled = False
         self._closed = False
@@ -174,7 +175,15 @@ class SQLiteStore:
         *,
         schema_version: int = 1,
     ) -> int:
-        text = encode(key, data)
+        return await self.save_json(
+            key, encode(key, data), expected_version, schema_version=schema_version
+        )
+
+    async def save_json(
+        self, key: str, text: str, expected_version: int | None, *, schema_version: int = 1
+    ) -> int:
+        """``save`` of data already encoded as JSON text (what persistent servers hand over)."""
+        check_key(key)
         version = await self._write(key, text, expected_version, schema_version)
         assert version is not None
         return version
@@ -222,6 +231,7 @@ class SQLiteStore:
                     context={"path": self.path},
                 )
             for w in batch:
+                _forget(self._writing, w.key, w.fut)
                 if not w.fut.done():
                     w.fut.set_exception(err)
         else:
@@ -229,6 +239,7 @@ class SQLiteStore:
             self.stats.writes += len(batch)
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
             for w, result in zip(batch, done.result(), strict=True):
+                _forget(self._writing, w.key, w.fut)
                 if w.fut.done():
                     continue
                 if isinstance(result, BaseException):

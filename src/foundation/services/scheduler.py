@@ -84,6 +84,38 @@ class Job(BaseModel):
     owed: bool = False
 
 
+_FIELDS = tuple(Job.model_fields)
+
+
+class _Entry:
+    """A schedule as the server keeps it: plain slots, cheap to update on every tick."""
+
+    __slots__ = (*_FIELDS, "parsed")
+    name: str
+    target: str
+    message: Any
+    kind: Literal["every", "once", "cron"]
+    every: float | None
+    cron: str | None
+    anchor: float
+    next_at: float
+    index: int
+    missed: Missed
+    durable: bool
+    ticks: int
+    skipped: int
+    owed: bool
+
+    def __init__(self, job: Job) -> None:
+        for field in _FIELDS:
+            setattr(self, field, getattr(job, field))
+        self.parsed = Cron.parse(job.cron) if job.cron is not None else None
+
+    def job(self) -> Job:
+        """A snapshot as a ``Job`` (what callers see and what is stored)."""
+        return Job.model_construct(**{f: getattr(self, f) for f in _FIELDS})
+
+
 class _Tick:
     """The scheduler's wake-up message (its one timer)."""
 
@@ -203,7 +235,7 @@ class Scheduler(GenServer):
     def _wall(self) -> float:
         return self.epoch + self.clock.now()
 
-    async def init(self, args: tuple[float | None, float]) -> dict[str, Job]:
+    async def init(self, args: tuple[float | None, float]) -> dict[str, _Entry]:
         epoch, self.recheck = args
         rt = current_runtime()
         self.clock = rt.clock
@@ -214,13 +246,13 @@ class Scheduler(GenServer):
         self.owed: set[str] = set()
         self.timer: TimerRef | None = None
         self.timer_at = math.inf
-        jobs: dict[str, Job] = {}
+        jobs: dict[str, _Entry] = {}
         now = self._wall()
         for key in await self.store.list("schedule/"):
             rec = await self.store.load(key)
             if rec is None:
                 continue
-            job = Job.model_validate(rec.data)
+            job = _Entry(Job.model_validate(rec.data))
             self.versions[job.name] = rec.version
             jobs[job.name] = job
             if job.next_at <= now:  # ticks passed while no scheduler ran
@@ -245,7 +277,7 @@ class Scheduler(GenServer):
         at = spec["at"] if spec["at"] is not None else now + float(spec["after"])
         return "once", now, float(at)
 
-    def _advance(self, job: Job, now: float) -> int:
+    def _advance(self, job: _Entry, now: float) -> int:
         """Move the job to its next grid time strictly after ``now``; grid times passed over."""
         if job.kind == "every":
             assert job.every is not None
@@ -256,13 +288,13 @@ class Scheduler(GenServer):
             job.next_at = job.anchor + k * job.every
             return passed
         if job.kind == "cron":
-            assert job.cron is not None
-            job.next_at = Cron.parse(job.cron).next_after(now)
+            assert job.parsed is not None
+            job.next_at = job.parsed.next_after(now)
             return 0
         job.next_at = math.inf
         return 0
 
-    def _missed(self, job: Job, now: float, *, count: bool = True) -> None:
+    def _missed(self, job: _Entry, now: float, *, count: bool = True) -> None:
         """The tick due now found no target (or no scheduler): apply the ``missed`` policy."""
         passed = self._advance(job, now)
         if job.missed == "catch_up":
@@ -271,7 +303,7 @@ class Scheduler(GenServer):
         if count:
             job.skipped += (0 if job.missed == "catch_up" else 1) + passed
 
-    def _arm(self, jobs: dict[str, Job]) -> None:
+    def _arm(self, jobs: dict[str, _Entry]) -> None:
         heap = self.heap
         while heap and (heap[0][1] not in jobs or jobs[heap[0][1]].next_at != heap[0][0]):
             heapq.heappop(heap)  # stale entry of a changed or cancelled job
@@ -287,16 +319,16 @@ class Scheduler(GenServer):
         if due != math.inf:
             self.timer = send_after(self.pid, _TICK, max(due - self._wall(), 0.0))
 
-    async def handle_call(self, request: Any, caller: From, jobs: dict[str, Job]) -> Any:
+    async def handle_call(self, request: Any, caller: From, jobs: dict[str, _Entry]) -> Any:
         kind = request[0]
         if kind == "schedule":
             _, name, target, message, spec, missed, durable = request
             now = self._wall()
             job_kind, anchor, first = self._first(spec, now)
-            job = Job(
+            job = _Entry(Job(
                 name=name, target=target, message=message, kind=job_kind, every=spec["every"],
                 cron=spec["cron"], anchor=anchor, next_at=first, missed=missed, durable=durable,
-            )  # fmt: skip
+            ))  # fmt: skip
             old = jobs.get(name)
             try:
                 if job.durable:
@@ -309,7 +341,7 @@ class Scheduler(GenServer):
             self.owed.discard(name)
             heapq.heappush(self.heap, (job.next_at, name))
             self._arm(jobs)
-            return Reply(job.model_copy(), jobs)
+            return Reply(job.job(), jobs)
         if kind == "cancel":
             gone = jobs.pop(request[1], None)
             self.owed.discard(request[1])
@@ -322,7 +354,7 @@ class Scheduler(GenServer):
             return Reply(gone is not None, jobs)
         if kind == "jobs":
             target = request[1]
-            return Reply({n: j.model_copy() for n, j in jobs.items()
+            return Reply({n: j.job() for n, j in jobs.items()
                           if target is None or j.target == target}, jobs)  # fmt: skip
         if kind == "run_now":
             found = jobs.get(request[1])
@@ -334,18 +366,20 @@ class Scheduler(GenServer):
             return Reply(delivered, jobs)
         return await super().handle_call(request, caller, jobs)
 
-    async def _save(self, job: Job, *, stored: bool = True) -> None:
+    async def _save(self, job: _Entry, *, stored: bool = True) -> None:
         key = f"schedule/{job.name}"
         version = self.versions.get(job.name)
         if version is None and not stored:
             found = await self.store.load(key)  # a copy left by an earlier run
             version = found.version if found is not None else None
-        self.versions[job.name] = await self.store.save(key, job.model_dump(mode="json"), version)
+        self.versions[job.name] = await self.store.save(
+            key, job.job().model_dump(mode="json"), version
+        )
 
     async def _delete(self, name: str) -> None:
         await self.store.delete(f"schedule/{name}", self.versions.pop(name, None))
 
-    async def handle_info(self, msg: Any, jobs: dict[str, Job]) -> Any:
+    async def handle_info(self, msg: Any, jobs: dict[str, _Entry]) -> Any:
         if msg is not _TICK:
             return await super().handle_info(msg, jobs)
         self.timer, self.timer_at = None, math.inf
@@ -383,14 +417,14 @@ class Scheduler(GenServer):
         self._arm(jobs)
         return jobs
 
-    def _deliver(self, job: Job) -> bool:
+    def _deliver(self, job: _Entry) -> bool:
         try:
             send(job.target, job.message)
         except FoundationError:  # no such process, or a full bounded mailbox: a missed tick
             return False
         return True
 
-    async def _finish(self, job: Job, jobs: dict[str, Job]) -> None:
+    async def _finish(self, job: _Entry, jobs: dict[str, _Entry]) -> None:
         jobs.pop(job.name, None)
         self.owed.discard(job.name)
         if job.durable:

@@ -184,3 +184,52 @@ def test_durable_schedules_survive_a_restart_of_the_whole_runtime(tmp_path: Path
     assert [t for m, t in ticks if m == ["skip"]] == pytest.approx([10, 20])  # wall 110, 120
     assert [m for m, _ in ticks if m in ("once_owed", "once_gone")] == ["once_owed"]
     assert jobs["owed"].ticks == 5  # 2 in the first run, saved per tick, and 3 now
+
+
+def test_f3_agents_and_workflows_never_time_messages_to_themselves() -> None:
+    import foundation
+
+    root = Path(foundation.__file__).parent
+    timers = ("send_after", "call_later", "call_at")  # a message (or callback) for later
+    found = [
+        f"{path.relative_to(root)}: {word}"
+        for layer in ("agents", "workflows")
+        for path in sorted((root / layer).rglob("*.py"))
+        for word in timers
+        if word in path.read_text()
+    ]
+    assert found == []  # their periodic and delayed messages are schedules in the Scheduler
+
+
+_CHILD = """
+import asyncio, json, os, signal, sys
+from foundation import Runtime
+from foundation.persistence import SQLiteStore
+from foundation.services import Scheduler
+
+async def main(path, mode):
+    async with Runtime(store=SQLiteStore(path)):
+        await Scheduler.start_link()
+        if mode == "schedule":
+            await Scheduler.schedule("nightly", "reporter", ["report"], cron="0 3 * * *")
+            os.kill(os.getpid(), signal.SIGKILL)  # acknowledged, then the OS process dies
+        jobs = await Scheduler.jobs()
+        print(json.dumps({n: [j.target, j.message, j.cron] for n, j in jobs.items()}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_an_acknowledged_schedule_survives_a_sigkill_of_the_os_process(tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "kill9.db")
+    first = subprocess.run([sys.executable, "-c", _CHILD, path, "schedule"], check=False,
+                           capture_output=True, timeout=60)  # fmt: skip
+    assert first.returncode == -signal.SIGKILL, first.stderr.decode()
+    second = subprocess.run([sys.executable, "-c", _CHILD, path, "load"], check=True,
+                            capture_output=True, timeout=60)  # fmt: skip
+    assert json.loads(second.stdout) == {"nightly": ["reporter", ["report"], "0 3 * * *"]}

@@ -6,8 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from foundation import GenServer, NoReply, Reply, Runtime
+from foundation.errors import PersistenceError
 from foundation.kernel.context import RUNTIME, current_runtime
 from foundation.kernel.process import From
+from foundation.persistence import MemoryStore
 from foundation.testing import VirtualClock, VirtualTimeLoop
 
 T = TypeVar("T")
@@ -55,3 +57,19 @@ def in_fresh_runtime(store: Any, main: Callable[[Runtime], Awaitable[T]]) -> T:
         return loop.run_until_complete(run())
     finally:
         loop.close()
+
+
+class FailingStore(MemoryStore):
+    """A MemoryStore whose next ``fail_saves`` saves raise ``PersistenceError`` (and change
+    nothing), as a full disk or a lost database connection would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_saves = 0
+
+    async def save(self, key: str, data: dict[str, Any], expected_version: int | None,
+                   *, schema_version: int = 1) -> int:  # fmt: skip
+        if self.fail_saves:
+            self.fail_saves -= 1
+            raise PersistenceError(f"save of {key!r} failed (injected)")
+        return await super().save(key, data, expected_version, schema_version=schema_version)

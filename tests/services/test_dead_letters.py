@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 
 from foundation import GenServer, Runtime, Supervisor, call, cast
-from foundation.errors import InvalidArgument, NoProcess, NotFound
+from foundation.errors import InvalidArgument, NoProcess, NotFound, PersistenceError
 from foundation.kernel.context import current_runtime
 from foundation.persistence import MemoryStore, SQLiteStore
 from foundation.services import DeadLetterQueue, Services, Signal, SignalBus
 from foundation.testing import crash, restarted, sync
 
-from ._support import Inbox, in_fresh_runtime
+from ._support import FailingStore, Inbox, in_fresh_runtime
 
 
 async def start(runtime: Runtime, **kw: Any) -> None:
@@ -199,3 +199,15 @@ async def test_other_services_hand_what_they_cannot_deliver_to_the_queue(
     entries = await DeadLetterQueue.list(reason="receiver_down")
     assert [(e.recipient, e.message) for e in entries] == [("inbox", "a"), ("inbox", "b")]
     assert len(await runtime.store.list("dlq/")) == 2  # type: ignore[union-attr]
+
+
+async def test_a_dead_letter_the_store_refused_is_an_error_for_the_sender(
+    runtime: Runtime,
+) -> None:
+    store = runtime.store = FailingStore()
+    await start(runtime)
+    store.fail_saves = 1
+    with pytest.raises(PersistenceError):
+        await DeadLetterQueue.put("inbox", "lost?", "noproc")  # the sender knows: not lost silently
+    await DeadLetterQueue.put("inbox", "kept", "noproc")
+    assert [e.message for e in await DeadLetterQueue.list()] == ["kept"]

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from foundation import Runtime, Supervisor, call
-from foundation.errors import InvalidArgument, UnknownFlag
+from foundation.errors import InvalidArgument, PersistenceError, UnknownFlag
 from foundation.persistence import MemoryStore, SQLiteStore
 from foundation.services import FeatureFlags, SignalBus
 from foundation.testing import assert_emitted, crash, restarted
 
-from ._support import Inbox, in_fresh_runtime
+from ._support import FailingStore, Inbox, in_fresh_runtime
 
 
 async def start(runtime: Runtime) -> None:
@@ -122,3 +122,19 @@ def test_flags_survive_a_restart_of_the_whole_runtime(tmp_path: Path) -> None:
 
     in_fresh_runtime(SQLiteStore(path), first)
     assert in_fresh_runtime(SQLiteStore(path), second) == (False, 25)
+
+
+async def test_a_change_the_store_refused_is_an_error_and_changes_nothing(
+    runtime: Runtime,
+) -> None:
+    store = runtime.store = FailingStore()
+    await start(runtime)
+    await FeatureFlags.define("f", True)
+    pid = runtime.whereis("feature_flags")
+    store.fail_saves = 1
+    with pytest.raises(PersistenceError):
+        await FeatureFlags.disable("f")
+    assert FeatureFlags.enabled("f") is True  # what is served is what is stored
+    assert runtime.whereis("feature_flags") == pid  # the service did not crash
+    await FeatureFlags.disable("f")
+    assert FeatureFlags.enabled("f") is False

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from foundation import Runtime, Supervisor, call
-from foundation.errors import InvalidArgument, NotFound
+from foundation.errors import InvalidArgument, NotFound, PersistenceError
 from foundation.persistence import MemoryStore, SQLiteStore
 from foundation.services import Cron, Scheduler
 from foundation.testing import crash, restarted
 
-from ._support import Inbox, in_fresh_runtime
+from ._support import FailingStore, Inbox, in_fresh_runtime
 
 
 async def start(runtime: Runtime, *, inbox: bool = True) -> None:
@@ -233,3 +233,16 @@ def test_an_acknowledged_schedule_survives_a_sigkill_of_the_os_process(tmp_path:
     second = subprocess.run([sys.executable, "-c", _CHILD, path, "load"], check=True,
                             capture_output=True, timeout=60)  # fmt: skip
     assert json.loads(second.stdout) == {"nightly": ["reporter", ["report"], "0 3 * * *"]}
+
+
+async def test_a_schedule_the_store_refused_is_an_error_and_not_scheduled(
+    runtime: Runtime,
+) -> None:
+    store = runtime.store = FailingStore()
+    await start(runtime)
+    store.fail_saves = 1
+    with pytest.raises(PersistenceError):
+        await Scheduler.schedule("beat", "inbox", "b", every=1.0)
+    await runtime.clock.sleep(2.5)
+    assert await got() == []
+    assert await Scheduler.jobs() == {}

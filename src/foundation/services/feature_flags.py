@@ -29,6 +29,7 @@ from foundation.kernel.gen_server import GenServer, call
 from foundation.kernel.messages import Reply
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
+from foundation.kernel.supervision import Failed, unwrap
 from foundation.persistence.memory import MemoryStore
 from foundation.persistence.store import StateStore
 
@@ -135,7 +136,7 @@ class FeatureFlags(GenServer):
             flag = Flag(name=name, enabled=enabled, percentage=percentage)
         except ValueError as exc:
             raise InvalidArgument(f"flag {name!r}: invalid percentage {percentage!r}") from exc
-        return await call(server, ("set", flag))  # type: ignore[no-any-return]
+        return unwrap(await call(server, ("set", flag)))  # type: ignore[no-any-return]
 
     @staticmethod
     async def enable(name: str, *, server: str = FEATURE_FLAGS) -> Flag:
@@ -160,7 +161,7 @@ class FeatureFlags(GenServer):
     async def remove(name: str, *, server: str = FEATURE_FLAGS) -> None:
         """Delete a flag (later reads raise ``UnknownFlag``)."""
         FeatureFlags._flag(name, server)
-        await call(server, ("remove", name))
+        unwrap(await call(server, ("remove", name)))
 
     # -- server --------------------------------------------------------------------------------
 
@@ -190,17 +191,24 @@ class FeatureFlags(GenServer):
         if request[0] == "set":
             flag: Flag = request[1]
             old = flags.get(flag.name)
-            version = await self.store.save(
-                f"flag/{flag.name}", flag.model_dump(mode="json"), old[1] if old else None
-            )
+            try:
+                version = await self.store.save(
+                    f"flag/{flag.name}", flag.model_dump(mode="json"), old[1] if old else None
+                )
+            except FoundationError as err:  # not stored: nothing changed, the caller is told
+                return Reply(Failed(err), flags)
             flags[flag.name] = (flag, version)
             self.table[flag.name] = flag
             await self._changed(flag.name, flag, old[0] if old else None)
             return Reply(flag, flags)
         if request[0] == "remove":
-            old = flags.pop(request[1], None)
+            old = flags.get(request[1])
             if old is not None:
-                await self.store.delete(f"flag/{request[1]}", old[1])
+                try:
+                    await self.store.delete(f"flag/{request[1]}", old[1])
+                except FoundationError as err:
+                    return Reply(Failed(err), flags)
+                del flags[request[1]]
                 self.table.pop(request[1], None)
                 await self._changed(request[1], None, old[0])
             return Reply(None, flags)

@@ -211,3 +211,18 @@ async def test_a_dead_letter_the_store_refused_is_an_error_for_the_sender(
         await DeadLetterQueue.put("inbox", "lost?", "noproc")  # the sender knows: not lost silently
     await DeadLetterQueue.put("inbox", "kept", "noproc")
     assert [e.message for e in await DeadLetterQueue.list()] == ["kept"]
+
+
+async def test_a_pid_recipient_is_only_known_while_the_queue_that_took_it_runs(
+    runtime: Runtime,
+) -> None:
+    await start(runtime)
+    subscriber = await Inbox.start()
+    await DeadLetterQueue.put(subscriber, Signal(type="a.b"), "subscriber_overloaded")
+    old = runtime.whereis("dead_letters")
+    crash(old)  # type: ignore[arg-type]
+    await restarted("dead_letters", old)
+    assert (await DeadLetterQueue.retry())["failed"] == 1  # a pid means nothing once forgotten
+    (entry,) = await DeadLetterQueue.list()
+    assert (entry.attempts, entry.metadata["last_error"]) == (2, "not_found_key")
+    assert await call(subscriber, "got") == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +155,36 @@ def test_cron_expressions_find_the_next_matching_minute() -> None:
         Cron.parse("* * * * 8")
 
 
-def test_durable_schedules_survive_a_restart_of_the_whole_runtime(tmp_path: Path) -> None:
-    path = tmp_path / "schedules.db"
+def _stores(kind: str, tmp_path: Path) -> Callable[[], Any]:
+    """A factory of stores over one database: each call is a new OS process's connection."""
+    if kind == "sqlite":
+        return lambda: SQLiteStore(tmp_path / "schedules.db")
+    from foundation.persistence.postgres import PostgresStore
+    from tests.conftest import service_or_skip
 
+    dsn = service_or_skip("postgres", "FOUNDATION_TEST_PG_DSN")
+    table = f"sched_{uuid.uuid4().hex[:12]}"
+    return lambda: PostgresStore(dsn, table=table)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_durable_schedules_survive_a_restart_of_the_whole_runtime(
+    kind: str, tmp_path: Path
+) -> None:
+    new_store = _stores(kind, tmp_path)
+    try:
+        _check_restart(new_store)
+    finally:
+        if kind == "postgres":
+            in_fresh_runtime(new_store(), _drop_table)
+
+
+async def _drop_table(rt: Runtime) -> None:
+    pool = await rt.store._db()
+    await pool.execute(f"DROP TABLE IF EXISTS {rt.store.table}")
+
+
+def _check_restart(new_store: Callable[[], Any]) -> None:
     async def first(rt: Runtime) -> list[Any]:  # an OS process that runs from wall time 0 to 25
         await Supervisor.start_link([Inbox.child_spec(None, name="inbox"),
                                      Scheduler.child_spec(epoch=0.0)])  # fmt: skip
@@ -173,11 +202,11 @@ def test_durable_schedules_survive_a_restart_of_the_whole_runtime(tmp_path: Path
         await rt.clock.sleep(25)
         return await got(), await Scheduler.jobs()
 
-    ticks = in_fresh_runtime(SQLiteStore(path), first)
+    ticks = in_fresh_runtime(new_store(), first)
     assert sorted(m if isinstance(m, str) else m[0] for m, _ in ticks) == [
         "owed", "owed", "skip", "skip", "temp", "temp",
     ]  # fmt: skip
-    ticks, jobs = in_fresh_runtime(SQLiteStore(path), second)
+    ticks, jobs = in_fresh_runtime(new_store(), second)
     assert set(jobs) == {"owed", "skip"}  # the one-shots are done, "temp" was not durable
     owed = [t for m, t in ticks if m == ["owed"]]
     assert owed == pytest.approx([0.05, 10, 20])  # caught up once at start, then on the grid

@@ -48,6 +48,12 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS foundation_state (
     schema_version INTEGER NOT NULL,
     updated_at REAL NOT NULL
 ) WITHOUT ROWID"""
+_UPSERT = (
+    "INSERT INTO foundation_state (key, data, version, schema_version, updated_at)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET data=excluded.data,"
+    " version=excluded.version, schema_version=excluded.schema_version,"
+    " updated_at=excluded.updated_at"
+)
 _CHUNK = 500  # keys per SELECT ... IN (...), under SQLite's parameter limit
 
 
@@ -252,12 +258,17 @@ class SQLiteStore:
             self._rt.loop.call_soon(self._flush)
 
     def _commit(self, batch: list[_Write]) -> list[Any]:
-        """On the writer thread: check every version and write the batch in one transaction."""
+        """On the writer thread: check every version and write the batch in one transaction.
+
+        Versions are checked in order in Python (a later write of a key in the batch sees the
+        earlier one); the surviving upserts then go to SQLite in runs of one ``executemany``.
+        """
         if self._wconn is None:
             self._wconn = self._connect()
         conn = self._wconn
         results: list[Any] = []
         now = time.time()
+        upserts: list[tuple[str, str, int, int, float]] = []
         conn.execute("BEGIN IMMEDIATE")  # the write lock first: versions read below stay true
         try:
             current = self._versions(conn, {w.key for w in batch})
@@ -267,6 +278,9 @@ class SQLiteStore:
                     if actual is not None and w.expected not in (None, actual):
                         results.append(stale(w.key, w.expected, actual))
                         continue
+                    if upserts:  # keep the order of writes to one key
+                        conn.executemany(_UPSERT, upserts)
+                        upserts = []
                     conn.execute("DELETE FROM foundation_state WHERE key=?", (w.key,))
                     current.pop(w.key, None)
                     results.append(None)
@@ -275,15 +289,11 @@ class SQLiteStore:
                     results.append(stale(w.key, w.expected, actual))
                     continue
                 version = (actual or 0) + 1
-                conn.execute(
-                    "INSERT INTO foundation_state (key, data, version, schema_version, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET data=excluded.data,"
-                    " version=excluded.version, schema_version=excluded.schema_version,"
-                    " updated_at=excluded.updated_at",
-                    (w.key, w.text, version, w.schema_version, now),
-                )
+                upserts.append((w.key, w.text, version, w.schema_version, now))
                 current[w.key] = version
                 results.append(version)
+            if upserts:
+                conn.executemany(_UPSERT, upserts)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

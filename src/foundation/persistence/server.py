@@ -219,17 +219,15 @@ class PersistentServer(GenServer):
         text = state.model_dump_json()  # one pass in pydantic-core; compared as text
         if text == self._saved:
             return
-        store = self._store()
+        save_json = self._save_json
+        if save_json is None:  # the stores of this package take the JSON text as is
+            store = self._store()
+            save_json = getattr(store, "save_json", None) or _via_save(store)
+            self._save_json = save_json
         try:
-            save_json = getattr(store, "save_json", None)
-            if save_json is not None:  # the stores of this package take the JSON text as is
-                self.version = await save_json(
-                    self.key, text, self.version, schema_version=self.schema_version
-                )
-            else:
-                self.version = await store.save(
-                    self.key, json.loads(text), self.version, schema_version=self.schema_version
-                )
+            self.version = await save_json(
+                self.key, text, self.version, schema_version=self.schema_version
+            )
         except FoundationError:
             raise
         except Exception as exc:
@@ -240,6 +238,18 @@ class PersistentServer(GenServer):
         self._saved = text
 
     _saved: str | None = None
+    _save_json: Any = None
+
+
+def _via_save(store: StateStore) -> Any:
+    """``save_json`` for a store that only has ``save`` (it takes the data decoded)."""
+
+    async def save_json(
+        key: str, text: str, expected: int | None, *, schema_version: int = 1
+    ) -> int:
+        return await store.save(key, json.loads(text), expected, schema_version=schema_version)
+
+    return save_json
 
 
 class _Setup:

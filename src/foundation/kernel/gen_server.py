@@ -166,7 +166,17 @@ class GenServer:
         )
         server.pid = proc.pid
 
-        proc.starting = started  # ``finish`` fails it if the process dies before init answers
+        def on_exit(reason: Any) -> None:  # killed or crashed before init finished
+            if not started.done():
+                started.set_exception(
+                    InitError(
+                        f"{cls.__name__} exited during init: {format_reason(reason)}",
+                        reason=reason,
+                        context={"pid": proc.pid},
+                    )
+                )
+
+        proc.add_exit_callback(on_exit)
         # Await ``started`` itself (it is ours alone), its deadline in the call-deadline wheel:
         # no timer of its own and no extra loop pass.
         deadline = None
@@ -191,7 +201,7 @@ class GenServer:
         finally:
             if deadline is not None:
                 bucket.discard(deadline)
-            proc.starting = None
+            proc.remove_exit_callback(on_exit)
 
     @classmethod
     def child_spec(
@@ -313,8 +323,6 @@ class GenServer:
                         state = await self._control(result, "handle_cast")
                     else:
                         state = result
-                elif t is StopRequest:  # an orderly stop: straight to terminate
-                    return await self._terminate(proc, msg.reason, state)
                 elif isinstance(msg, SysMsg):
                     state = self._system(msg, state)
                 else:

@@ -19,13 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from foundation.errors import (
-    InitError,
-    MailboxFull,
-    ProcessExited,
-    ReceiveTimeout,
-    format_reason,
-)
+from foundation.errors import MailboxFull, ProcessExited, ReceiveTimeout, format_reason
 from foundation.kernel.context import PROCESS
 from foundation.kernel.messages import UNSET, Down, Exit
 from foundation.kernel.pid import Pid, Ref
@@ -157,7 +151,6 @@ class Process:
         "runtime",
         "server",
         "started",
-        "starting",
         "status",
         "task",
         "trap_exit",
@@ -198,8 +191,6 @@ class Process:
         self.deferred: set[From] | None = None
         self.exit_fut: asyncio.Future[Any] | None = None
         self.on_exit: list[Callable[[Any], None]] | None = None
-        # The start future of a server whose init has not answered yet: ``finish`` fails it.
-        self.starting: asyncio.Future[Any] | None = None
         self.restarts = 0
         self.server: Any = None
         self.last_state: Any = UNSET
@@ -339,17 +330,6 @@ class Process:
         pid._proc = None
         if self.exit_fut is not None and not self.exit_fut.done():
             self.exit_fut.set_result(reason)
-        starting = self.starting
-        if starting is not None:
-            self.starting = None
-            if not starting.done():  # killed or crashed before its init answered
-                starting.set_exception(
-                    InitError(
-                        f"{self.behaviour} exited during init: {format_reason(reason)}",
-                        reason=reason,
-                        context={"pid": pid},
-                    )
-                )
         callbacks = self.on_exit
         self.on_exit = None
         if callbacks:

@@ -165,7 +165,7 @@ class Runtime:
         for proc in list(self.procs.values()):
             proc.kill_with("killed")
         tasks = [p.task for p in self.procs.values() if p.task is not None]
-        tasks.extend(t for t in self._dying if not t.done())
+        tasks.extend(self._dying)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         for proc in list(self.procs.values()):
@@ -301,12 +301,8 @@ class Runtime:
         """Bookkeeping after a process's exit processing (runs in its dying task)."""
         task = proc.task
         if task is not None and not task.done():
-            # Kept until shutdown has seen it end; pruned in bulk, not by a callback per exit
-            # (a task is only a few steps from its end here).
-            dying = self._dying
-            if len(dying) >= 256:
-                self._dying = dying = {t for t in dying if not t.done()}
-            dying.add(task)
+            self._dying.add(task)
+            task.add_done_callback(self._dying.discard)
         if isinstance(reason, BaseException) and not isinstance(reason, asyncio.CancelledError):
             state = proc.last_state
             extra = ""

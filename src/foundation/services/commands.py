@@ -264,8 +264,24 @@ def _release(proc: asyncio.subprocess.Process) -> None:
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        # no group (yet): the command itself, at least, must die
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+
+def _stop_reading(proc: asyncio.subprocess.Process) -> None:
+    """Close our ends of the command's pipes: both readers see the end at once, whoever else
+    may still hold the other ends (a grandchild, a process forked meanwhile)."""
+    transport = getattr(proc, "_transport", None)  # asyncio keeps no public handle on it
+    if transport is None:
+        return
+    for fd in (1, 2):
+        pipe = transport.get_pipe_transport(fd)
+        if pipe is not None:
+            pipe.close()
 
 
 async def _read_capped(stream: asyncio.StreamReader, budget: list[int], on_overflow: Any) -> bytes:
@@ -299,10 +315,12 @@ async def _execute(ticket: _Ticket, argv: tuple[str, ...]) -> CommandResult:
         def expire() -> None:
             outcome["timeout"] = True
             _kill_group(proc)
+            _stop_reading(proc)
 
         def overflow() -> None:
             outcome["overflow"] = True
             _kill_group(proc)
+            _stop_reading(proc)
 
         timer = clock.call_later(ticket.timeout, expire)
         budget = [ticket.max_output]

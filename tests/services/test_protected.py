@@ -10,18 +10,21 @@ import pytest
 from foundation import GenServer, Runtime, current_pid, spawn
 from foundation.errors import (
     CallTimeout,
+    CircuitOpen,
     FoundationError,
     HttpStatusError,
     InvalidArgument,
+    NotFound,
     RateLimited,
     RetryExhausted,
 )
 from foundation.kernel.api import wait_exit
+from foundation.services.circuit_breaker import CircuitBreaker
 from foundation.services.http import HttpPoolConfig, HttpPools
 from foundation.services.protected import protected_call, run_with_timeout
 from foundation.services.rate_limiter import FixedWindow, RateLimiter, TokenBucket
 from foundation.services.retry import Retry
-from foundation.testing import crash
+from foundation.testing import crash, sync
 from tests.services.test_http import LocalHttp
 
 
@@ -137,6 +140,83 @@ async def test_non_retryable_errors_pass_through_every_guard_unchanged(runtime: 
     assert err.value is error
 
 
+async def test_the_breaker_sits_between_the_rate_limit_and_the_timeout(runtime: Runtime) -> None:
+    """A request the limit denies never reaches the breaker (not a failure of the service);
+    a call that overruns its timeout is one."""
+    await RateLimiter.start_link(limiters={"api": FixedWindow(1, 60)})
+    await CircuitBreaker.start_link()
+    await CircuitBreaker.configure("svc", failure_threshold=1, reset_timeout=30)
+    ran: list[float] = []
+
+    async def slow() -> str:
+        ran.append(runtime.clock.now())
+        await runtime.clock.sleep(5)
+        return "late"
+
+    with pytest.raises(CallTimeout):
+        await protected_call("svc", slow, breaker=True, timeout=1)
+    await sync("circuit_breaker")
+    assert await CircuitBreaker.state("svc") == "open"  # the timeout counted
+    await CircuitBreaker.reset("svc")
+    await protected_call("svc", ok, breaker=True, rate_limit="api")
+    with pytest.raises(RateLimited):
+        await protected_call("svc", ok, breaker=True, rate_limit="api")
+    await sync("circuit_breaker")
+    assert await CircuitBreaker.state("svc") == "closed"  # the denial did not count
+    await CircuitBreaker.trip("svc")
+    with pytest.raises(CircuitOpen):
+        await protected_call("svc", slow, breaker=True, timeout=1)
+    assert ran == [0.0]  # an open circuit never runs the function
+
+
+async def test_breaker_names_the_circuit_or_uses_the_service(runtime: Runtime) -> None:
+    await CircuitBreaker.start_link()
+    await CircuitBreaker.configure("shared-db", failure_threshold=1)
+    with pytest.raises(OSError):
+        await protected_call("orders", boom, breaker="shared-db")
+    await sync("circuit_breaker")
+    assert await CircuitBreaker.state("shared-db") == "open"
+    with pytest.raises(NotFound, match="'orders'"):  # breaker=True: the service's own circuit
+        await protected_call("orders", ok, breaker=True, retry=Retry.fixed(0))
+    assert await protected_call("orders", ok) == "ok"  # no breaker asked for: none used
+
+
+async def test_every_guard_together_recovers_once_the_circuit_lets_a_trial_through(
+    runtime: Runtime,
+) -> None:
+    """Retry outermost: each attempt is rate limited, then goes through the breaker, then
+    the timeout. Two timeouts open the circuit; retries wait out its retry_after (never
+    spinning); the half-open trial succeeds and the result comes back unwrapped."""
+    await RateLimiter.start_link(limiters={"api": TokenBucket(10, 10)})
+    await CircuitBreaker.start_link()
+    await CircuitBreaker.configure("svc", failure_threshold=2, reset_timeout=4, success_threshold=1)
+    delays = [10.0, 10.0, 0.0]
+    starts: list[float] = []
+
+    async def flaky() -> dict[str, int]:
+        starts.append(runtime.clock.now())
+        await runtime.clock.sleep(delays.pop(0))
+        return {"answer": 42}
+
+    policy = Retry.fixed(0.5, max_attempts=5, max_elapsed=None)
+    got = await protected_call(
+        "svc", flaky, breaker=True, retry=policy, rate_limit="api", timeout=1
+    )
+    assert got == {"answer": 42}
+    # attempts at 0 and 1.5 time out (open at 2.5); the third is refused and waits 4 s
+    assert starts == pytest.approx([0.0, 1.5, 6.5])
+    await sync("circuit_breaker")
+    assert await CircuitBreaker.state("svc") == "closed"
+
+
+async def ok() -> str:
+    return "ok"
+
+
+async def boom() -> None:
+    raise OSError("down")
+
+
 async def test_run_with_timeout_returns_in_time_and_leaves_no_cancellation(
     runtime: Runtime,
 ) -> None:
@@ -158,7 +238,7 @@ async def test_invalid_protected_call_arguments_are_rejected(runtime: Runtime) -
     with pytest.raises(InvalidArgument, match="service"):
         await protected_call("", fn)
     with pytest.raises(InvalidArgument, match="rate_limit"):
-        await protected_call("svc", fn, rate_limit=42)  # type: ignore[arg-type]
+        await protected_call("svc", fn, rate_limit=42)  # type: ignore[call-overload]
 
 
 @pytest.mark.foundation(clock="real")

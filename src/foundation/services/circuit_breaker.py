@@ -1,18 +1,25 @@
 """CircuitBreaker: per-name circuits; the protected function always runs in the caller.
 
 A circuit is **closed** (calls pass), **open** (calls fail at once with ``CircuitOpen``, which
-is retryable and says when to come back, ``retry_after``) or **half_open** (after
-``reset_timeout`` on the runtime clock: one trial call at a time; ``success_threshold``
-successful trials close it, a failed one opens it again). ``failure_threshold`` failures within
-``window`` seconds open a closed circuit. What a failure is, is configured: exception types
-(``failures``), exception types that never count (``ignore``), and ``is_failure(result)`` for
-returned error values (by default a returned exception instance is a failure: the seed counted
-returned errors as successes). The seed's breaker ran the protected function inside its own
-server, so one slow service stalled every caller; here the server only answers questions and
-records outcomes. A closed circuit costs the caller a dict read (the server publishes each
-circuit's state in the runtime) and a cast only on failure. Every transition is a telemetry
-event ``("foundation", "circuit_breaker", "state_change")`` and a ``("circuit", name, state)``
-message to each process registered with ``listen`` (the buffered delivery drains on it).
+is retryable and says when to come back, ``retry_after``) or **half_open** (``reset_timeout``
+after it opened, on the runtime clock: one trial call at a time, every other caller gets
+``CircuitOpen``; ``success_threshold`` successful trials close it, a failed one opens it
+again). ``failure_threshold`` failures within ``window`` seconds open a closed circuit. What a
+failure is, is configured: exception types (``failures``), exception types that never count
+(``ignore``), and ``is_failure(result)`` for returned error values (by default a returned
+exception or ``Failed`` counts: the seed counted returned errors as successes).
+
+The seed's breaker ran the protected function inside its own server, so one slow service
+stalled every caller. Here ``CircuitBreaker.call`` runs it in the caller: the server publishes
+each circuit's state in the runtime (a snapshot per breaker name), so a closed circuit costs the
+caller a dict read and a cast only on failure, and an open one refuses without a round trip.
+Only a half-open circuit asks the server, which hands out the one trial. Each transition starts
+a new generation, and an outcome reported for an older one is ignored (a call let through while
+closed cannot close or reopen a later half-open circuit). Every transition is a telemetry event
+``("foundation", "circuit_breaker", "state_change")`` and a ``("circuit", name, state)`` message
+to each process registered with ``listen`` (the buffered delivery drains on it). Configurations
+and listeners outlive a restart of the server (kept in the runtime under its name); the
+circuits restart closed.
 """
 
 from __future__ import annotations
@@ -22,16 +29,18 @@ import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar, overload
 
-from foundation.errors import CircuitOpen, FoundationError, InvalidArgument, NotFound
-from foundation.kernel.api import current_pid, monitor, send
+from foundation.errors import CircuitOpen, FoundationError, InvalidArgument, NoProcess, NotFound
+from foundation.kernel.api import current_pid, demonitor, monitor, send
 from foundation.kernel.context import current_process, current_runtime
 from foundation.kernel.gen_server import GenServer, call, cast
 from foundation.kernel.messages import Down, Reply
-from foundation.kernel.pid import Pid
+from foundation.kernel.pid import Pid, Ref
 from foundation.kernel.process import From
 from foundation.kernel.supervision import Failed, unwrap
+from foundation.kernel.timers import TimerRef, cancel_timer, send_after
+from foundation.services.breaker_config import BreakerConfig, CircuitState
 
 __all__ = [
     "BREAKER",
@@ -43,56 +52,39 @@ __all__ = [
 BREAKER = "circuit_breaker"
 """The default registered name of the circuit breaker service."""
 
-CircuitState = Literal["closed", "open", "half_open"]
 T = TypeVar("T")
+_Entry = tuple[CircuitState, BreakerConfig, int, float]  # state, config, generation, open until
 
 
-@dataclass(frozen=True)
-class BreakerConfig:
-    """How one circuit trips and recovers; see the module docstring."""
+class _Shared:
+    """What one breaker name keeps in the runtime: the callers' snapshot, and what outlives a
+    restart of its server (configurations, listeners, the generation counter)."""
 
-    failure_threshold: int = 5
-    window: float = 60.0
-    reset_timeout: float = 30.0
-    success_threshold: int = 1
-    failures: tuple[type[BaseException], ...] = (Exception,)
-    ignore: tuple[type[BaseException], ...] = ()
-    is_failure: Callable[[Any], bool] | None = None
+    __slots__ = ("configs", "gen", "last", "listeners", "table")
 
-    def __post_init__(self) -> None:
-        for name in ("failure_threshold", "success_threshold"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgument(f"invalid {name}: {value!r} (an int >= 1)")
-        for name in ("window", "reset_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise InvalidArgument(f"invalid {name}: {value!r} (seconds > 0)")
-
-    def counts(self, exc: BaseException) -> bool:
-        """Whether this exception is a failure of the service."""
-        return isinstance(exc, self.failures) and not isinstance(exc, self.ignore)
-
-    def failed(self, result: Any) -> bool:
-        """Whether this returned value is a failure of the service."""
-        if self.is_failure is not None:
-            return bool(self.is_failure(result))
-        return isinstance(result, BaseException)
+    def __init__(self) -> None:
+        self.table: dict[str, _Entry] = {}
+        self.configs: dict[str, BreakerConfig] = {}
+        self.listeners: dict[str, set[Pid]] = {}
+        self.gen = 0
+        self.last: dict[str, CircuitState] = {}  # the states when the last server stopped
 
 
 @dataclass
 class _Circuit:
     config: BreakerConfig
+    gen: int
     state: CircuitState = "closed"
     failures: deque[float] = field(default_factory=deque)
-    opened_at: float = 0.0
+    until: float = 0.0  # when an open circuit goes half-open
     successes: int = 0
-    trial: Pid | None = None  # the caller running the half-open trial
-    trial_ref: Any = None
+    trial: bool = False  # a half-open trial call is running
+    trial_ref: Ref | None = None  # the monitor on its caller (None: not a process)
+    timer: TimerRef | None = None
 
 
 class CircuitBreaker(GenServer):
-    """The circuit table; callers use the static functions, with the server name first."""
+    """The circuit table; callers use the static functions, with the server name last."""
 
     @classmethod
     async def start_link(cls, args: Any = None, *, name: Any = BREAKER, **kw: Any) -> Pid:
@@ -111,48 +103,78 @@ class CircuitBreaker(GenServer):
         circuit: str, config: BreakerConfig | None = None, *, breaker: Any = BREAKER, **kw: Any
     ) -> None:
         """Create or reconfigure ``circuit`` (``BreakerConfig`` fields as keywords)."""
+        if not isinstance(circuit, str) or not circuit:
+            raise InvalidArgument(f"invalid circuit name: {circuit!r} (a non-empty str)")
         cfg = config if config is not None else BreakerConfig(**kw)
         unwrap(await call(breaker, ("configure", circuit, cfg)))
+
+    @overload
+    @staticmethod
+    async def call(
+        circuit: str, fn: Callable[..., Awaitable[T]], *args: Any, breaker: Any = ...
+    ) -> T: ...
+
+    @overload
+    @staticmethod
+    async def call(circuit: str, fn: Callable[..., T], *args: Any, breaker: Any = ...) -> T: ...
 
     @staticmethod
     async def call(
         circuit: str,
-        fn: Callable[..., Awaitable[T] | T],
+        fn: Callable[..., Any],
         *args: Any,
         breaker: Any = BREAKER,
-    ) -> T:
+    ) -> Any:
         """Run ``fn(*args)`` in the caller if the circuit lets it; its result, or its error.
 
         Raises ``CircuitOpen`` (retryable, with ``retry_after``) when the circuit refuses.
         """
-        rt = current_runtime()
-        table: dict[str, tuple[CircuitState, BreakerConfig]] = rt.extensions.get(_key(breaker), {})
-        published = table.get(circuit)
-        if published is None:
-            raise NotFound(f"no circuit {circuit!r}: configure it first (CircuitBreaker.configure)")
-        state, cfg = published
+        shared: _Shared | None = current_runtime().extensions.get(_key(breaker))
+        entry = shared.table.get(circuit) if shared is not None else None
+        if entry is None:
+            raise _missing(breaker, circuit, shared)
+        state, cfg, gen, until = entry
         trial = False
         if state != "closed":
-            me = current_process()
-            unwrap(await call(breaker, ("permit", circuit, me.pid if me is not None else None)))
-            trial = True
+            gen, trial = await _permit(breaker, circuit, state, until)
         try:
             result = fn(*args)
             if inspect.isawaitable(result):
                 result = await result
         except BaseException as exc:
             if isinstance(exc, Exception) and cfg.counts(exc):
-                _report(breaker, circuit, False, trial)
+                _report(breaker, circuit, False, gen, trial)
             elif trial:
-                _report(breaker, circuit, None, trial)  # not an outcome: free the trial
+                _report(breaker, circuit, None, gen, trial)  # not an outcome: free the trial
             raise
-        _report(breaker, circuit, not cfg.failed(result), trial)
+        if cfg.failed(result):
+            _report(breaker, circuit, False, gen, trial)
+        elif trial:
+            _report(breaker, circuit, True, gen, trial)
         return result
 
     @staticmethod
     async def state(circuit: str, *, breaker: Any = BREAKER) -> CircuitState:
         """The circuit's state now: ``closed``, ``open`` or ``half_open``."""
         return unwrap(await call(breaker, ("state", circuit)))  # type: ignore[no-any-return]
+
+    @staticmethod
+    def peek(circuit: str, *, breaker: Any = BREAKER) -> CircuitState | None:
+        """The circuit's last published state without a round trip (None: not configured or
+        no server); it lags the server by the outcomes still in its mailbox."""
+        shared: _Shared | None = current_runtime().extensions.get(_key(breaker))
+        entry = shared.table.get(circuit) if shared is not None else None
+        return entry[0] if entry is not None else None
+
+    @staticmethod
+    def open_for(circuit: str, *, breaker: Any = BREAKER) -> float:
+        """Seconds until an open circuit lets a trial through (0.0 when it is not open), from
+        the published state, without a round trip."""
+        shared: _Shared | None = current_runtime().extensions.get(_key(breaker))
+        entry = shared.table.get(circuit) if shared is not None else None
+        if entry is None or entry[0] != "open":
+            return 0.0
+        return max(entry[3] - current_runtime().clock.now(), 0.0)
 
     @staticmethod
     async def reset(circuit: str, *, breaker: Any = BREAKER) -> None:
@@ -165,10 +187,14 @@ class CircuitBreaker(GenServer):
         unwrap(await call(breaker, ("force", circuit, "open")))
 
     @staticmethod
+    async def remove(circuit: str, *, breaker: Any = BREAKER) -> None:
+        """Forget ``circuit`` (its configuration and listeners); unknown names are ignored."""
+        unwrap(await call(breaker, ("remove", circuit)))
+
+    @staticmethod
     async def record_failure_sync(circuit: str, *, breaker: Any = BREAKER) -> CircuitState:
         """Record one failure and return the state after it (a test twin of a failed call)."""
-        unwrap(await call(breaker, ("outcome", circuit, False, False)))
-        return await CircuitBreaker.state(circuit, breaker=breaker)
+        return unwrap(await call(breaker, ("failure", circuit)))  # type: ignore[no-any-return]
 
     @staticmethod
     async def listen(circuit: str, *, breaker: Any = BREAKER) -> None:
@@ -178,97 +204,125 @@ class CircuitBreaker(GenServer):
     # -- server --------------------------------------------------------------------------------
 
     async def init(self, args: Any) -> dict[str, _Circuit]:
-        self._table: dict[str, tuple[CircuitState, BreakerConfig]] = {}
-        self._listeners: dict[str, set[Pid]] = {}
         rt = current_runtime()
-        # Published in the runtime under the pid and every name, for the callers' fast path.
         names = [name for name, proc in rt.names.items() if proc.pid == self.pid]
-        for key in (_key(self.pid), *map(_key, names)):
-            rt.extensions[key] = self._table
-        return {}
+        named = [rt.extensions.get(_key(n)) for n in names]
+        shared = next((s for s in named if isinstance(s, _Shared)), None) or _Shared()
+        self._shared = shared
+        self._keys = [_key(self.pid), *map(_key, names)]
+        self._label: Any = names[0] if names else self.pid
+        for key in self._keys:
+            rt.extensions[key] = shared
+        self._watching: dict[Pid, Ref] = {}
+        circuits: dict[str, _Circuit] = {}
+        before = shared.last or {name: entry[0] for name, entry in shared.table.items()}
+        shared.table.clear()
+        shared.last = {}
+        for listeners in shared.listeners.values():
+            for pid in list(listeners):
+                if rt.is_alive(pid):
+                    self._watch(pid)
+                else:
+                    listeners.discard(pid)
+        for name, cfg in shared.configs.items():  # a predecessor's circuits restart closed
+            circuits[name] = _Circuit(cfg, self._next_gen())
+            self._publish(name, circuits[name])
+            if before.get(name, "closed") != "closed":
+                self._announce(name, before[name], "closed")
+        return circuits
 
-    async def terminate(self, reason: Any, state: Any) -> None:
+    async def terminate(self, reason: Any, circuits: dict[str, _Circuit]) -> None:
+        self._shared.last = {name: circuit.state for name, circuit in circuits.items()}
+        self._shared.table.clear()  # callers now get a clear "not running", not stale states
         rt = current_runtime()
-        for key in [k for k, v in rt.extensions.items() if v is self._table]:
-            del rt.extensions[key]
+        if rt.extensions.get(self._keys[0]) is self._shared:
+            del rt.extensions[self._keys[0]]  # a pid key is never reused
 
     async def handle_call(self, request: Any, caller: From, circuits: dict[str, _Circuit]) -> Any:
         kind, name = request[0], request[1]
         if kind == "configure":
             old = circuits.get(name)
-            circuits[name] = _Circuit(request[2]) if old is None else _reconfigured(old, request[2])
+            if old is None:
+                circuits[name] = _Circuit(request[2], self._next_gen())
+            else:
+                old.config = request[2]
+            self._shared.configs[name] = request[2]
             self._publish(name, circuits[name])
+            return Reply(None, circuits)
+        if kind == "remove":
+            self._remove(name, circuits)
             return Reply(None, circuits)
         circuit = circuits.get(name)
         if circuit is None:
-            return Reply(Failed(NotFound(f"no circuit {name!r}: configure it first")), circuits)
+            return Reply(Failed(_missing(self._label, name, None)), circuits)
         now = current_runtime().clock.now()
         self._maybe_half_open(name, circuit, now)
         if kind == "state":
             return Reply(circuit.state, circuits)
         if kind == "permit":
             return Reply(self._permit(name, circuit, request[2], now), circuits)
-        if kind == "outcome":
-            self._outcome(name, circuit, request[2], request[3], now)
-            return Reply(None, circuits)
+        if kind == "failure":
+            self._outcome(name, circuit, False, circuit.gen, False, now)
+            return Reply(circuit.state, circuits)
         if kind == "force":
             self._transition(name, circuit, request[2], now)
             return Reply(None, circuits)
         if kind == "listen":
-            self._listeners.setdefault(name, set()).add(request[2])
-            monitor(request[2])
+            self._shared.listeners.setdefault(name, set()).add(request[2])
+            self._watch(request[2])
             return Reply(None, circuits)
         return await super().handle_call(request, caller, circuits)
 
     async def handle_cast(self, request: Any, circuits: dict[str, _Circuit]) -> Any:
-        if request[0] == "outcome" and request[1] in circuits:
-            now = current_runtime().clock.now()
-            circuit = circuits[request[1]]
-            self._maybe_half_open(request[1], circuit, now)
-            self._outcome(request[1], circuit, request[2], request[3], now)
+        if request[0] == "outcome":
+            circuit = circuits.get(request[1])
+            if circuit is not None:
+                _, name, ok, gen, trial = request
+                self._outcome(name, circuit, ok, gen, trial, current_runtime().clock.now())
             return circuits
         return await super().handle_cast(request, circuits)
 
     async def handle_info(self, msg: Any, circuits: dict[str, _Circuit]) -> Any:
         if type(msg) is Down:
-            for listeners in self._listeners.values():
-                listeners.discard(msg.pid)
-            for name, circuit in circuits.items():
-                if circuit.trial is not None and circuit.trial == msg.pid:
-                    circuit.trial = None  # the trial caller died: the next one may try
-                    self._publish(name, circuit)
+            if self._watching.get(msg.pid) is msg.ref:
+                del self._watching[msg.pid]
+                for listeners in self._shared.listeners.values():
+                    listeners.discard(msg.pid)
+            for circuit in circuits.values():
+                if circuit.trial_ref is msg.ref:
+                    circuit.trial, circuit.trial_ref = False, None  # the trial's caller died
+            return circuits
+        if isinstance(msg, tuple) and len(msg) == 3 and msg[0] == "half_open":
+            timed = circuits.get(msg[1])
+            if timed is not None and timed.gen == msg[2]:
+                timed.timer = None
+                self._maybe_half_open(msg[1], timed, current_runtime().clock.now())
             return circuits
         return await super().handle_info(msg, circuits)
 
     def _permit(self, name: str, circuit: _Circuit, who: Pid | None, now: float) -> Any:
         if circuit.state == "closed":
-            return None
-        if circuit.state == "half_open" and circuit.trial is None:
-            circuit.trial = who
-            if who is not None:
-                monitor(who)
-            return None
-        wait = (
-            max(circuit.opened_at + circuit.config.reset_timeout - now, 0.0)
-            if circuit.state == "open"
-            else min(circuit.config.reset_timeout, 0.05)  # a trial is running
-        )
-        return Failed(
-            CircuitOpen(
-                f"circuit {name!r} is {circuit.state.replace('_', '-')}; retry in {wait:.3f}s",
-                retry_after=wait,
-                context={"circuit": name, "state": circuit.state},
-            )
-        )
+            return (circuit.gen, False)
+        if circuit.state == "half_open" and not circuit.trial:
+            circuit.trial = True
+            circuit.trial_ref = monitor(who) if who is not None else None
+            return (circuit.gen, True)
+        if circuit.state == "open":
+            return Failed(_open_error(name, "open", max(circuit.until - now, 0.0)))
+        return Failed(_open_error(name, "half_open", circuit.config.trial_retry_after))
 
     def _outcome(
-        self, name: str, circuit: _Circuit, ok: bool | None, trial: bool, now: float
+        self, name: str, circuit: _Circuit, ok: bool | None, gen: int, trial: bool, now: float
     ) -> None:
+        if gen != circuit.gen:
+            return  # let through before a transition: says nothing about this generation
         if trial:
-            circuit.trial = None
+            self._free_trial(circuit)
         if ok is None:
             return
         if circuit.state == "half_open":
+            if not trial:
+                return
             if not ok:
                 self._transition(name, circuit, "open", now)
                 return
@@ -284,7 +338,7 @@ class CircuitBreaker(GenServer):
                 self._transition(name, circuit, "open", now)
 
     def _maybe_half_open(self, name: str, circuit: _Circuit, now: float) -> None:
-        if circuit.state == "open" and now >= circuit.opened_at + circuit.config.reset_timeout:
+        if circuit.state == "open" and now >= circuit.until:
             self._transition(name, circuit, "half_open", now)
 
     def _transition(self, name: str, circuit: _Circuit, to: CircuitState, now: float) -> None:
@@ -292,40 +346,98 @@ class CircuitBreaker(GenServer):
         circuit.state = to
         circuit.failures.clear()
         circuit.successes = 0
-        circuit.trial = None
+        circuit.gen = self._next_gen()
+        self._free_trial(circuit)
+        if circuit.timer is not None:
+            cancel_timer(circuit.timer)
+            circuit.timer = None
         if to == "open":
-            circuit.opened_at = now
+            circuit.until = now + circuit.config.reset_timeout
+            message = ("half_open", name, circuit.gen)
+            circuit.timer = send_after(self.pid, message, circuit.config.reset_timeout)
         self._publish(name, circuit)
-        if before == to:
-            return
+        if before != to:
+            self._announce(name, before, to)
+
+    def _announce(self, name: str, before: CircuitState, to: CircuitState) -> None:
         rt = current_runtime()
-        if rt.event_handlers:
+        if rt.event_handlers and before != to:
             meta = {"name": name, "from": before, "to": to}
             rt.emit(("foundation", "circuit_breaker", "state_change"), {}, meta)
-        for pid in list(self._listeners.get(name, ())):
+        listeners = self._shared.listeners.get(name, set())
+        for pid in list(listeners):
             try:
                 send(pid, ("circuit", name, to))
             except FoundationError:
-                self._listeners[name].discard(pid)
+                listeners.discard(pid)
+
+    def _remove(self, name: str, circuits: dict[str, _Circuit]) -> None:
+        circuit = circuits.pop(name, None)
+        if circuit is not None:
+            self._free_trial(circuit)
+            if circuit.timer is not None:
+                cancel_timer(circuit.timer)
+        self._shared.configs.pop(name, None)
+        self._shared.table.pop(name, None)
+        for pid in self._shared.listeners.pop(name, set()):
+            if not any(pid in ls for ls in self._shared.listeners.values()):
+                ref = self._watching.pop(pid, None)
+                if ref is not None:
+                    demonitor(ref, flush=True)
+
+    def _watch(self, pid: Pid) -> None:
+        if pid not in self._watching:  # one monitor per listener, however many circuits
+            self._watching[pid] = monitor(pid)
+
+    def _free_trial(self, circuit: _Circuit) -> None:
+        if circuit.trial_ref is not None:
+            demonitor(circuit.trial_ref, flush=True)
+        circuit.trial, circuit.trial_ref = False, None
+
+    def _next_gen(self) -> int:
+        self._shared.gen += 1
+        return self._shared.gen
 
     def _publish(self, name: str, circuit: _Circuit) -> None:
-        # An open circuit publishes "open" until a caller asks: the server then decides
-        # whether the reset timeout has passed (half-open) and who gets the one trial.
-        self._table[name] = (circuit.state, circuit.config)
-
-
-def _reconfigured(old: _Circuit, config: BreakerConfig) -> _Circuit:
-    old.config = config
-    return old
+        self._shared.table[name] = (circuit.state, circuit.config, circuit.gen, circuit.until)
 
 
 def _key(breaker: Any) -> str:
-    return f"circuit_breaker:{breaker!r}" if not isinstance(breaker, str) else f"cb:{breaker}"
+    return f"cb:{breaker}" if isinstance(breaker, str) else f"circuit_breaker:{breaker!r}"
 
 
-def _report(breaker: Any, circuit: str, ok: bool | None, trial: bool) -> None:
-    """Tell the server an outcome: always for a trial, only failures for a closed circuit."""
-    if ok is True and not trial:
-        return
+def _missing(breaker: Any, circuit: str, shared: _Shared | None) -> FoundationError:
+    if shared is not None and circuit in shared.configs:
+        return NoProcess(f"circuit breaker {breaker!r} is not running (circuit {circuit!r})")
+    return NotFound(
+        f"no circuit {circuit!r} in circuit breaker {breaker!r}: configure it first "
+        "(CircuitBreaker.configure), with the circuit breaker service running"
+    )
+
+
+def _open_error(name: str, state: str, wait: float) -> CircuitOpen:
+    what = "open" if state == "open" else "half-open, its one trial call is running"
+    return CircuitOpen(
+        f"circuit {name!r} is {what}; retry in {wait:.3f}s",
+        retry_after=wait,
+        context={"circuit": name, "state": state},
+    )
+
+
+async def _permit(breaker: Any, circuit: str, state: str, until: float) -> tuple[int, bool]:
+    """A not-closed circuit: refuse an open one in the caller, else ask the server."""
+    if state == "open":
+        wait = until - current_runtime().clock.now()
+        if wait > 0:
+            raise _open_error(circuit, "open", wait)
+    me = current_process()
+    result: tuple[int, bool] = unwrap(
+        await call(breaker, ("permit", circuit, me.pid if me is not None else None))
+    )
+    return result
+
+
+def _report(breaker: Any, circuit: str, ok: bool | None, gen: int, trial: bool) -> None:
+    """Tell the server an outcome (a closed circuit's successes are not reported)."""
     with contextlib.suppress(FoundationError):  # no breaker any more: nothing left to protect
-        cast(breaker, ("outcome", circuit, ok, trial))
+        cast(breaker, ("outcome", circuit, ok, gen, trial))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from foundation.errors import CallTimeout, InvalidArgument
 from foundation.kernel.clock import Clock
@@ -92,15 +92,39 @@ def _limit_check(service: str, rate_limit: RateLimit) -> Callable[[], Awaitable[
     )
 
 
+@overload
 async def protected_call(
     service: str,
-    fn: Callable[..., Awaitable[T] | T],
+    fn: Callable[..., Awaitable[T]],
+    *args: Any,
+    breaker: str | bool | None = ...,
+    retry: Retry | None = ...,
+    rate_limit: RateLimit | None = ...,
+    timeout: float | None = ...,
+) -> T: ...
+
+
+@overload
+async def protected_call(
+    service: str,
+    fn: Callable[..., T],
+    *args: Any,
+    breaker: str | bool | None = ...,
+    retry: Retry | None = ...,
+    rate_limit: RateLimit | None = ...,
+    timeout: float | None = ...,
+) -> T: ...
+
+
+async def protected_call(
+    service: str,
+    fn: Callable[..., Any],
     *args: Any,
     breaker: str | bool | None = None,
     retry: Retry | None = None,
     rate_limit: RateLimit | None = None,
     timeout: float | None = None,
-) -> T:
+) -> Any:
     """Call ``fn(*args)`` for ``service`` behind the given guards; see the module docstring."""
     if not isinstance(service, str) or not service:
         raise InvalidArgument(f"invalid service: {service!r} (a non-empty str)")
@@ -130,5 +154,5 @@ async def protected_call(
         return await guarded()
 
     if retry is None:
-        return await attempt()  # type: ignore[no-any-return]
+        return await attempt()
     return await _retry(attempt, policy=retry)

@@ -4,7 +4,8 @@ The comparison libraries (pykka; triotp 0.2.1, its last release that runs on Pyt
 trio) are installed there, next to this repository installed in editable mode with its ``fast``
 extra (uvloop), so nothing bench-only ever enters the runtime dependencies. The environment is
 created on first use and reinstalled when this file's requirements or ``pyproject.toml`` change;
-then ``bench/kernel_bench.py`` runs inside it with this script's arguments.
+then ``bench/kernel_bench.py`` runs inside it with this script's arguments, or, given a name
+first (``run.py breaker --rounds 3``), ``bench/<name>_bench.py`` with the arguments after it.
 """
 
 from __future__ import annotations
@@ -53,9 +54,21 @@ def ensure_venv() -> Path:
     return python
 
 
+def script(argv: list[str]) -> tuple[Path, list[str]]:
+    """``run.py NAME [ARGS]`` runs ``bench/NAME_bench.py`` (say ``breaker``); default: kernel."""
+    if argv and not argv[0].startswith("-"):
+        path = BENCH / f"{argv[0]}_bench.py"
+        if not path.exists():
+            names = sorted(p.name.removesuffix("_bench.py") for p in BENCH.glob("*_bench.py"))
+            raise SystemExit(f"no bench/{path.name}; one of: {', '.join(names)}")
+        return path, argv[1:]
+    return BENCH / "kernel_bench.py", argv
+
+
 def main() -> int:
+    path, args = script(sys.argv[1:])
     python = ensure_venv()
-    cmd = [str(python), str(BENCH / "kernel_bench.py"), *sys.argv[1:]]
+    cmd = [str(python), str(path), *args]
     return subprocess.run(cmd, check=False).returncode
 
 

@@ -179,6 +179,8 @@ async def test_breaker_names_the_circuit_or_uses_the_service(runtime: Runtime) -
     with pytest.raises(NotFound, match="'orders'"):  # breaker=True: the service's own circuit
         await protected_call("orders", ok, breaker=True, retry=Retry.fixed(0))
     assert await protected_call("orders", ok) == "ok"  # no breaker asked for: none used
+    with pytest.raises(InvalidArgument, match="breaker"):
+        await protected_call("orders", ok, breaker=42)  # type: ignore[call-overload]
 
 
 async def test_every_guard_together_recovers_once_the_circuit_lets_a_trial_through(

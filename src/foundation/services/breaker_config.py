@@ -67,4 +67,4 @@ class BreakerConfig:
         """Whether this returned value is a failure of the service."""
         if self.is_failure is not None:
             return bool(self.is_failure(result))
-        return isinstance(result, BaseException | Failed)
+        return isinstance(result, (BaseException, Failed))

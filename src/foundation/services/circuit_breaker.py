@@ -29,6 +29,7 @@ import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from types import CoroutineType
 from typing import Any, TypeVar, overload
 
 from foundation.errors import CircuitOpen, FoundationError, InvalidArgument, NoProcess, NotFound
@@ -53,6 +54,8 @@ BREAKER = "circuit_breaker"
 """The default registered name of the circuit breaker service."""
 
 T = TypeVar("T")
+_BREAKERS = "circuit_breakers"  # runtime extension: breaker name or pid -> _Shared
+_ERRORS = (BaseException, Failed)  # returned values that are failures by default
 _Entry = tuple[CircuitState, BreakerConfig, int, float]  # state, config, generation, open until
 
 
@@ -129,17 +132,20 @@ class CircuitBreaker(GenServer):
 
         Raises ``CircuitOpen`` (retryable, with ``retry_after``) when the circuit refuses.
         """
-        shared: _Shared | None = current_runtime().extensions.get(_key(breaker))
+        breakers = current_runtime().extensions.get(_BREAKERS)
+        shared: _Shared | None = breakers.get(breaker) if breakers is not None else None
         entry = shared.table.get(circuit) if shared is not None else None
         if entry is None:
             raise _missing(breaker, circuit, shared)
         state, cfg, gen, until = entry
         trial = False
         if state != "closed":
-            gen, trial = await _permit(breaker, circuit, state, until)
+            if state == "open" and (wait := until - current_runtime().clock.now()) > 0:
+                raise _open_error(circuit, "open", wait)  # refused here: no round trip
+            gen, trial = await _permit(breaker, circuit)
         try:
             result = fn(*args)
-            if inspect.isawaitable(result):
+            if type(result) is CoroutineType or inspect.isawaitable(result):
                 result = await result
         except BaseException as exc:
             if isinstance(exc, Exception) and cfg.counts(exc):
@@ -147,7 +153,8 @@ class CircuitBreaker(GenServer):
             elif trial:
                 _report(breaker, circuit, None, gen, trial)  # not an outcome: free the trial
             raise
-        if cfg.failed(result):
+        check = cfg.is_failure
+        if isinstance(result, _ERRORS) if check is None else check(result):
             _report(breaker, circuit, False, gen, trial)
         elif trial:
             _report(breaker, circuit, True, gen, trial)
@@ -162,16 +169,14 @@ class CircuitBreaker(GenServer):
     def peek(circuit: str, *, breaker: Any = BREAKER) -> CircuitState | None:
         """The circuit's last published state without a round trip (None: not configured or
         no server); it lags the server by the outcomes still in its mailbox."""
-        shared: _Shared | None = current_runtime().extensions.get(_key(breaker))
-        entry = shared.table.get(circuit) if shared is not None else None
+        entry = _entry(breaker, circuit)
         return entry[0] if entry is not None else None
 
     @staticmethod
     def open_for(circuit: str, *, breaker: Any = BREAKER) -> float:
         """Seconds until an open circuit lets a trial through (0.0 when it is not open), from
         the published state, without a round trip."""
-        shared: _Shared | None = current_runtime().extensions.get(_key(breaker))
-        entry = shared.table.get(circuit) if shared is not None else None
+        entry = _entry(breaker, circuit)
         if entry is None or entry[0] != "open":
             return 0.0
         return max(entry[3] - current_runtime().clock.now(), 0.0)
@@ -206,13 +211,12 @@ class CircuitBreaker(GenServer):
     async def init(self, args: Any) -> dict[str, _Circuit]:
         rt = current_runtime()
         names = [name for name, proc in rt.names.items() if proc.pid == self.pid]
-        named = [rt.extensions.get(_key(n)) for n in names]
-        shared = next((s for s in named if isinstance(s, _Shared)), None) or _Shared()
-        self._shared = shared
-        self._keys = [_key(self.pid), *map(_key, names)]
+        breakers: dict[Any, _Shared] = rt.extensions.setdefault(_BREAKERS, {})
+        named = [breakers[n] for n in names if n in breakers]
+        shared = self._shared = named[0] if named else _Shared()
         self._label: Any = names[0] if names else self.pid
-        for key in self._keys:
-            rt.extensions[key] = shared
+        for key in (self.pid, *names):
+            breakers[key] = shared
         self._watching: dict[Pid, Ref] = {}
         circuits: dict[str, _Circuit] = {}
         before = shared.last or {name: entry[0] for name, entry in shared.table.items()}
@@ -234,9 +238,7 @@ class CircuitBreaker(GenServer):
     async def terminate(self, reason: Any, circuits: dict[str, _Circuit]) -> None:
         self._shared.last = {name: circuit.state for name, circuit in circuits.items()}
         self._shared.table.clear()  # callers now get a clear "not running", not stale states
-        rt = current_runtime()
-        if rt.extensions.get(self._keys[0]) is self._shared:
-            del rt.extensions[self._keys[0]]  # a pid key is never reused
+        current_runtime().extensions.get(_BREAKERS, {}).pop(self.pid, None)  # never reused
 
     async def handle_call(self, request: Any, caller: From, circuits: dict[str, _Circuit]) -> Any:
         kind, name = request[0], request[1]
@@ -402,8 +404,10 @@ class CircuitBreaker(GenServer):
         self._shared.table[name] = (circuit.state, circuit.config, circuit.gen, circuit.until)
 
 
-def _key(breaker: Any) -> str:
-    return f"cb:{breaker}" if isinstance(breaker, str) else f"circuit_breaker:{breaker!r}"
+def _entry(breaker: Any, circuit: str) -> _Entry | None:
+    breakers = current_runtime().extensions.get(_BREAKERS)
+    shared: _Shared | None = breakers.get(breaker) if breakers is not None else None
+    return shared.table.get(circuit) if shared is not None else None
 
 
 def _missing(breaker: Any, circuit: str, shared: _Shared | None) -> FoundationError:
@@ -424,12 +428,8 @@ def _open_error(name: str, state: str, wait: float) -> CircuitOpen:
     )
 
 
-async def _permit(breaker: Any, circuit: str, state: str, until: float) -> tuple[int, bool]:
-    """A not-closed circuit: refuse an open one in the caller, else ask the server."""
-    if state == "open":
-        wait = until - current_runtime().clock.now()
-        if wait > 0:
-            raise _open_error(circuit, "open", wait)
+async def _permit(breaker: Any, circuit: str) -> tuple[int, bool]:
+    """Ask the server to let a call through a circuit that is not closed (maybe the trial)."""
     me = current_process()
     result: tuple[int, bool] = unwrap(
         await call(breaker, ("permit", circuit, me.pid if me is not None else None))

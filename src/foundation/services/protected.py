@@ -132,6 +132,14 @@ async def protected_call(
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
     ):
         raise InvalidArgument(f"invalid timeout: {timeout!r} (seconds > 0, or None)")
+    if breaker is True:
+        circuit: str | None = service
+    elif breaker is None or breaker is False:
+        circuit = None
+    elif isinstance(breaker, str) and breaker:
+        circuit = breaker
+    else:
+        raise InvalidArgument(f"invalid breaker: {breaker!r} (True, a circuit name, or None)")
     rt = current_runtime()
     limit = _limit_check(service, rate_limit) if rate_limit is not None else None
 
@@ -140,19 +148,20 @@ async def protected_call(
         return await result if inspect.isawaitable(result) else result
 
     async def guarded() -> Any:
-        if timeout is None:
-            return await call_fn()
-        return await run_with_timeout(rt.clock, timeout, call_fn)
+        return await run_with_timeout(rt.clock, timeout, call_fn)  # type: ignore[arg-type]
 
-    circuit = service if breaker is True else breaker if isinstance(breaker, str) else None
+    # Without a timeout the breaker runs fn itself (one coroutine frame less per call).
+    inner, inner_args = (fn, args) if timeout is None else (guarded, ())
 
     async def attempt() -> Any:
         if limit is not None:
             await limit()
         if circuit is not None:
-            return await CircuitBreaker.call(circuit, guarded)
-        return await guarded()
+            return await CircuitBreaker.call(circuit, inner, *inner_args)
+        return await (call_fn() if timeout is None else guarded())
 
     if retry is None:
+        if limit is None and circuit is not None:
+            return await CircuitBreaker.call(circuit, inner, *inner_args)
         return await attempt()
     return await _retry(attempt, policy=retry)

@@ -19,9 +19,7 @@ name=("via", reg, key))`` registers the server before its ``init``; a taken name
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from foundation.errors import (
@@ -35,8 +33,9 @@ from foundation.kernel.api import demonitor, monitor
 from foundation.kernel.context import current_process, current_runtime
 from foundation.kernel.gen_server import GenServer, call
 from foundation.kernel.messages import Down, Reply
-from foundation.kernel.pid import Pid, Ref
+from foundation.kernel.pid import Pid
 from foundation.kernel.process import From, Process
+from foundation.kernel.registry_tables import Indexed, RegistryTables, check_hashable
 from foundation.kernel.supervision import Failed, unwrap
 
 if TYPE_CHECKING:
@@ -46,97 +45,6 @@ if TYPE_CHECKING:
 __all__ = ["Registry", "register_via", "whereis_via"]
 
 Keys = Literal["unique", "duplicate"]
-_Indexed = tuple[tuple[str, tuple[Hashable, ...]], ...]
-
-
-@dataclass(eq=False, slots=True)
-class _Entry:
-    key: Hashable
-    pid: Pid
-    meta: Any
-    indexed: _Indexed  # the values as indexed: dropping them ignores later mutation of meta
-    seq: int
-
-
-def _check_hashable(value: Any, what: str) -> None:
-    try:
-        hash(value)
-    except TypeError:
-        raise InvalidArgument(
-            f"{what} must be hashable, got {value!r}", context={"value": repr(value)}
-        ) from None
-
-
-class _Tables:
-    """The registry's data, read directly by the synchronous functions."""
-
-    __slots__ = ("by_pid", "entries", "index", "indexed", "mode", "monitors", "seq")
-
-    def __init__(self, mode: str, indexed: tuple[str, ...]) -> None:
-        self.mode = mode
-        self.indexed = indexed
-        self.entries: dict[Hashable, dict[Pid, _Entry]] = {}
-        self.by_pid: dict[Pid, dict[Hashable, None]] = {}  # ordered set of keys per pid
-        self.monitors: dict[Pid, Ref] = {}
-        self.index: dict[str, dict[Hashable, set[_Entry]]] = {f: {} for f in indexed}
-        self.seq = itertools.count()
-
-    def index_values(self, meta: Any) -> _Indexed:
-        """The indexed values of ``meta`` per field; ``InvalidArgument`` if one is unhashable."""
-        if not self.indexed or not isinstance(meta, Mapping):
-            return ()
-        out = []
-        for field in self.indexed:
-            if field not in meta:
-                continue
-            value = meta[field]
-            values = tuple(value) if isinstance(value, list | tuple | set | frozenset) else (value,)
-            for v in values:
-                _check_hashable(v, f"the indexed metadata field {field!r}")
-            out.append((field, values))
-        return tuple(out)
-
-    def add(self, key: Hashable, pid: Pid, meta: Any, indexed: _Indexed) -> None:
-        entry = _Entry(key, pid, meta, indexed, next(self.seq))
-        self.entries.setdefault(key, {})[pid] = entry
-        self.by_pid.setdefault(pid, {})[key] = None
-        self.add_index(entry)
-
-    def add_index(self, entry: _Entry) -> None:
-        for field, values in entry.indexed:
-            table = self.index[field]
-            for value in values:
-                table.setdefault(value, set()).add(entry)
-
-    def drop_index(self, entry: _Entry) -> None:
-        for field, values in entry.indexed:
-            table = self.index[field]
-            for value in values:
-                bucket = table.get(value)
-                if bucket is not None:
-                    bucket.discard(entry)
-                    if not bucket:
-                        del table[value]
-
-    def remove(self, key: Hashable, pid: Pid) -> bool:
-        by_key = self.entries.get(key)
-        entry = by_key.pop(pid, None) if by_key is not None else None
-        if entry is None:
-            return False
-        if not by_key:
-            del self.entries[key]
-        self.drop_index(entry)
-        keys = self.by_pid.get(pid)
-        if keys is not None:
-            keys.pop(key, None)
-            if not keys:
-                del self.by_pid[pid]
-        return True
-
-    def remove_pid(self, pid: Pid) -> None:
-        """Forget every entry of ``pid`` (its monitor is the caller's business)."""
-        for key in list(self.by_pid.get(pid, ())):
-            self.remove(key, pid)
 
 
 def _server(rt: Runtime, reg: Any) -> Registry | None:
@@ -151,23 +59,17 @@ def _server(rt: Runtime, reg: Any) -> Registry | None:
     return server
 
 
-def _tables(reg: Any) -> _Tables:
-    t: _Tables | None = getattr(_server(current_runtime(), reg), "_t", None)
+def _tables(reg: Any) -> RegistryTables:
+    t: RegistryTables | None = getattr(_server(current_runtime(), reg), "_t", None)
     if t is None:  # not running, or still starting
         raise NoProcess(f"registry {reg!r} is not running", context={"registry": reg})
     return t
 
 
-def _live(by_key: dict[Pid, _Entry] | None) -> list[_Entry]:
-    if not by_key:
-        return []
-    return [e for e in by_key.values() if e.pid._proc is not None]
-
-
 class Registry(GenServer):
     """A key/process table with metadata and indexes; see the module docstring."""
 
-    _t: _Tables
+    _t: RegistryTables
 
     @classmethod
     async def start_link(  # type: ignore[override]
@@ -225,7 +127,7 @@ class Registry(GenServer):
                 f"Registry.{what} must be called from inside the process that owns the entry "
                 "(spawn a process, or do it in a GenServer's init)"
             )
-        _check_hashable(key, "a registry key")
+        check_hashable(key, "a registry key")
         _tables(reg)  # NoProcess / InvalidArgument before sending anything
         unwrap(await call(reg, request))
 
@@ -250,8 +152,8 @@ class Registry(GenServer):
     def lookup(reg: Any, key: Hashable) -> list[tuple[Pid, Any]]:
         """``[(pid, metadata)]`` registered under ``key`` (live processes only)."""
         t = _tables(reg)
-        _check_hashable(key, "a registry key")
-        return [(e.pid, e.meta) for e in _live(t.entries.get(key))]
+        check_hashable(key, "a registry key")
+        return [(e.pid, e.meta) for e in t.lookup(key)]
 
     @staticmethod
     def whereis_name(reg: Any, key: Hashable) -> Pid | None:
@@ -267,32 +169,14 @@ class Registry(GenServer):
         contains it. Only indexed fields can be filtered (``InvalidArgument`` otherwise); with
         no filters, every entry is returned.
         """
-        t = _tables(reg)
-        for field, value in filters.items():
-            if field not in t.indexed:
-                raise InvalidArgument(
-                    f"select on {field!r}: the registry indexes only {list(t.indexed)}; "
-                    "declare it in index=[...] at start",
-                    context={"field": field, "indexed": list(t.indexed)},
-                )
-            _check_hashable(value, f"the select value for {field!r}")
-        found: Iterable[_Entry]
-        if filters:  # intersect the index buckets, smallest first
-            buckets = sorted((t.index[f].get(v, set()) for f, v in filters.items()), key=len)
-            found = buckets[0].intersection(*buckets[1:])
-        else:
-            found = (e for by_key in t.entries.values() for e in by_key.values())
-        live = [e for e in found if e.pid._proc is not None]
-        live.sort(key=lambda e: e.seq)
-        return [(e.key, e.pid, e.meta) for e in live]
+        return [(e.key, e.pid, e.meta) for e in _tables(reg).select(filters)]
 
     @staticmethod
     def count(reg: Any, /, **filters: Any) -> int:
         """How many live entries the registry holds (matching ``filters``, as for ``select``)."""
         if filters:
             return len(Registry.select(reg, **filters))
-        t = _tables(reg)
-        return sum(len(_live(by_key)) for by_key in t.entries.values())
+        return _tables(reg).count()
 
     @staticmethod
     def keys(reg: Any, pid: Pid) -> list[Hashable]:
@@ -300,7 +184,7 @@ class Registry(GenServer):
         t = _tables(reg)
         if type(pid) is not Pid:
             raise InvalidArgument(f"Registry.keys takes a Pid, not {pid!r}")
-        return list(t.by_pid.get(pid, ())) if pid._proc is not None else []
+        return t.keys(pid)
 
     @staticmethod
     def dispatch(reg: Any, key: Hashable, fn: Callable[[list[tuple[Pid, Any]]], Any]) -> bool:
@@ -316,7 +200,7 @@ class Registry(GenServer):
     # -- the server ---------------------------------------------------------------------------
 
     async def init(self, args: tuple[str, tuple[str, ...]]) -> None:
-        self._t = _Tables(*args)
+        self._t = RegistryTables(*args)
 
     async def handle_call(self, request: Any, caller: From, state: None) -> Any:
         try:
@@ -333,7 +217,7 @@ class Registry(GenServer):
         if owner is None or owner._proc is None:
             raise NotInProcess("Registry writes must be called by the owning (live) process")
         key = request[1]
-        _check_hashable(key, "a registry key")
+        check_hashable(key, "a registry key")
         if op == "unregister":
             if t.remove(key, owner):
                 self._demonitor_if_unused(owner)
@@ -347,13 +231,10 @@ class Registry(GenServer):
             raise InvalidArgument(
                 f"{owner!r} is not registered under {key!r}", context={"key": key, "pid": owner}
             )
-        t.drop_index(entry)
-        entry.meta = meta
-        entry.indexed = indexed
-        t.add_index(entry)
+        t.update(entry, meta, indexed)
         return None
 
-    def _register(self, owner: Pid, key: Hashable, meta: Any, indexed: _Indexed) -> None:
+    def _register(self, owner: Pid, key: Hashable, meta: Any, indexed: Indexed) -> None:
         t = self._t
         by_key = t.entries.get(key)
         if by_key and t.mode == "unique":
@@ -395,13 +276,13 @@ class Registry(GenServer):
 def whereis_via(rt: Runtime, reg: Any, key: Hashable) -> Pid | None:
     """Resolve a ``("via", registry, key)`` name (used by the kernel's name resolution)."""
     try:
-        t: _Tables | None = getattr(_server(rt, reg), "_t", None)
+        t: RegistryTables | None = getattr(_server(rt, reg), "_t", None)
         hash(key)
     except (InvalidArgument, TypeError):
         return None
     if t is None:
         return None
-    live = _live(t.entries.get(key))
+    live = t.lookup(key)
     return live[0].pid if live else None
 
 

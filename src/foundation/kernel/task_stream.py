@@ -12,16 +12,12 @@ import asyncio
 import weakref
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from foundation.errors import CallTimeout
 from foundation.kernel.context import current_process, current_runtime
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import Process
-
-if TYPE_CHECKING:
-    pass
-
 from foundation.kernel.task_supervisor import Task, TaskSupervisor, _call, _fn_name, _retrieve
 
 __all__ = ["TaskStream"]

@@ -362,7 +362,11 @@ class Runtime:
         ends (even if whoever awaits it is killed first), and shutdown waits for it."""
         external = self.clock.external()
         external.__enter__()
-        fut = self.loop.run_in_executor(executor, functools.partial(fn, *args))
+        try:
+            fut = self.loop.run_in_executor(executor, functools.partial(fn, *args))
+        except BaseException:  # not submitted (a closed executor): nothing runs outside
+            external.__exit__(None, None, None)
+            raise
         self._threads.add(fut)
 
         def done(f: asyncio.Future[Any]) -> None:

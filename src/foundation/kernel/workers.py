@@ -44,7 +44,11 @@ class ThreadWorker:
         rt = self._rt
         external = rt.clock.external()
         external.__enter__()
-        fut = rt.loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        try:
+            fut = rt.loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        except BaseException:  # not submitted (a closed executor): nothing runs outside
+            external.__exit__(None, None, None)
+            raise
         self._pending.add(fut)
 
         def done(f: asyncio.Future[Any]) -> None:

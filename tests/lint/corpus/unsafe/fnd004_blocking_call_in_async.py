@@ -15,7 +15,7 @@ import requests
 
 
 async def handler(url: str) -> None:
-    time.sleep(1)  # expect: FND004, FND005
+    time.sleep(0.1)  # expect: FND004, FND005
     t.sleep(0.5)  # expect: FND004, FND005
     sleep(2)  # expect: FND004, FND005
     requests.get(url)  # expect: FND004

@@ -15,8 +15,8 @@ def test_sleeps() -> None:
 
 async def test_async_sleeps(delay: float) -> None:
     await asyncio.sleep(0.5)  # expect: FND005
-    await asyncio.sleep(delay)  # expect: FND005
-    await asyncio.sleep(delay=1)  # expect: FND005
+    await nap(delay)  # expect: FND005
+    await nap(delay=0.25)  # expect: FND005
     await nap(1)  # expect: FND005
     await trio.sleep(1)  # expect: FND005
     await anyio.sleep(0.01)  # expect: FND005

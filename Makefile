@@ -23,8 +23,18 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest -q
 
+# The suite REPEAT times in a row, each run in a fresh random order (pytest-randomly) with its
+# seed printed, stopping at the first failure with the command that replays it. TESTS narrows it.
+REPEAT ?= 20
+TESTS  ?=
 test-repeat: $(STAMP)
-	for i in $$(seq 1 20); do $(BIN)/python -m pytest -q -p randomly -x || exit 1; done
+	@for i in $$(seq 1 $(REPEAT)); do \
+	  seed=$$(od -An -N4 -tu4 /dev/urandom | tr -d ' '); \
+	  echo "test-repeat: run $$i/$(REPEAT) --randomly-seed=$$seed"; \
+	  $(BIN)/python -m pytest -q -x -p randomly --randomly-seed=$$seed $(TESTS) || { \
+	    echo "test-repeat: run $$i failed; replay: $(BIN)/python -m pytest -p randomly --randomly-seed=$$seed $(TESTS)"; \
+	    exit 1; }; \
+	done
 
 demo: $(STAMP)
 	$(BIN)/foundation demo

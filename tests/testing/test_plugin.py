@@ -42,11 +42,13 @@ def test_a_leaked_asyncio_task_fails_the_test_and_is_named(pytester: pytest.Pyte
         """
 import asyncio
 
+kept = []  # held, as a leaked task usually is: the garbage collector must not hide it
+
 async def forever():
     await asyncio.Event().wait()
 
 async def test_leaks(runtime):
-    asyncio.get_running_loop().create_task(forever())
+    kept.append(asyncio.get_running_loop().create_task(forever()))
 """,
     )
     result.assert_outcomes(passed=1, errors=1)

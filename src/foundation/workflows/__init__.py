@@ -2,26 +2,28 @@
 
 ``start_workflow(workflow, input)`` validates and starts one; ``await_workflow``,
 ``workflow_status``, ``cancel_workflow`` and ``list_workflows`` follow it. Put
-``WorkflowSystem.child_specs()`` in your tree (after the agents).
+``WorkflowSystem.child_specs()`` in your tree (after the agents). See ``docs/workflows.md``.
 """
 
+from foundation.workflows.api import await_workflow as await_workflow
+from foundation.workflows.api import cancel_workflow as cancel_workflow
+from foundation.workflows.api import list_workflows as list_workflows
+from foundation.workflows.api import start_workflow as start_workflow
+from foundation.workflows.api import workflow_status as workflow_status
 from foundation.workflows.coordinator import Coordinator as Coordinator
 from foundation.workflows.coordinator import WorkflowEntry as WorkflowEntry
-from foundation.workflows.coordinator import WorkflowSupervisor as WorkflowSupervisor
-from foundation.workflows.coordinator import WorkflowSystem as WorkflowSystem
-from foundation.workflows.coordinator import await_workflow as await_workflow
-from foundation.workflows.coordinator import cancel_workflow as cancel_workflow
-from foundation.workflows.coordinator import list_workflows as list_workflows
-from foundation.workflows.coordinator import start_workflow as start_workflow
-from foundation.workflows.coordinator import workflow_status as workflow_status
 from foundation.workflows.definition import RetryPolicy as RetryPolicy
 from foundation.workflows.definition import Step as Step
 from foundation.workflows.definition import Workflow as Workflow
+from foundation.workflows.process import COORDINATOR as COORDINATOR
 from foundation.workflows.process import StepState as StepState
 from foundation.workflows.process import WorkflowProcess as WorkflowProcess
 from foundation.workflows.process import WorkflowState as WorkflowState
+from foundation.workflows.supervisor import WorkflowSupervisor as WorkflowSupervisor
+from foundation.workflows.system import WorkflowSystem as WorkflowSystem
 
 __all__ = [
+    "COORDINATOR",
     "Coordinator",
     "RetryPolicy",
     "Step",

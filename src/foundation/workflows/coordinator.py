@@ -1,333 +1,309 @@
-"""The Coordinator (small, persistent) and the WorkflowSupervisor, with the workflow API.
+"""The Coordinator: small and persistent; it starts workflows and tracks their status.
 
-The coordinator validates a request, asks the ``WorkflowSupervisor`` (a DynamicSupervisor of
-transient children) to start one ``WorkflowProcess``, and keeps workflow id -> status in its
-own persisted state; it runs no step itself. On every start it reconciles with the store: a
-workflow it does not know yet is adopted, a finished one gets its final status, and one that
-is neither running nor finished is started again. ``await_workflow`` is answered when the
-coordinator learns the outcome (no polling); should the coordinator crash meanwhile, the API
-asks the new one.
+It runs no step itself and never depends on a registry for a workflow's life: it asks its
+``WorkflowSupervisor`` (a DynamicSupervisor of transient children) to start one
+``WorkflowProcess`` per workflow (``start_workflow`` has validated the request in the caller),
+and keeps workflow id -> status: the running workflows in its own persisted state (with a
+cancel asked for), the finished ones in their own records, of which it remembers the
+``keep_finished`` most recent in memory. Each running workflow's pid is kept in memory (pids
+mean nothing to a later runtime): it learns a pid from the start it asked for, and a restarted
+WorkflowProcess announces its new one; the kernel's local names serve for lookup only (finding
+a live process after the coordinator's own restart, refusing a second one).
 
-``WorkflowSystem.child_specs()`` gives the supervisor then the coordinator, in start order.
+Each WorkflowProcess tells its coordinator when it restarts and when it finishes; ``await`` and
+``cancel`` requests are answered then (deferred replies, no polling), once the coordinator's
+new state is durable. A cancel is durable: it is recorded first and sent to the workflow on
+each of its (re)starts until it has finished.
+
+On every start the coordinator reconciles with the store before serving: a workflow it had as
+running whose record has finished gets that outcome; one whose process is not alive is started
+again (it resumes from its record); a running one it does not know yet is adopted; one whose
+record no longer validates fails with the ``StateCorrupt`` message. Asked about a workflow it
+does not remember, it reads the workflow's record. The durable state is bounded by the number
+of running workflows, not by history; the scan at a restart reads every workflow record.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 
-from foundation.agents.agent import find_agents
 from foundation.errors import (
     AlreadyStarted,
-    CallTimeout,
     FoundationError,
+    InitError,
     InvalidArgument,
     NoProcess,
-    ProcessExited,
-    UnknownCapability,
-    WorkflowNotFound,
+    StateCorrupt,
 )
-from foundation.kernel.api import monitor
-from foundation.kernel.child_spec import ChildSpec
-from foundation.kernel.context import current_runtime
+from foundation.kernel.context import current_process, current_runtime
 from foundation.kernel.dynamic_supervisor import DynamicSupervisor
-from foundation.kernel.gen_server import call, reply
-from foundation.kernel.messages import Down, NoReply, Reply
+from foundation.kernel.gen_server import cast, reply
+from foundation.kernel.messages import Continue, NoReply, Reply
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
+from foundation.kernel.supervision import Failed
 from foundation.persistence.server import PersistentServer
-from foundation.workflows.definition import Workflow
 from foundation.workflows.process import (
-    COORDINATOR,
     WorkflowProcess,
     WorkflowState,
+    workflow_key,
     workflow_name,
 )
+from foundation.workflows.supervisor import WORKFLOW_SUPERVISOR
 
-__all__ = [
-    "Coordinator",
-    "WORKFLOW_SUPERVISOR",
-    "WorkflowEntry",
-    "WorkflowSupervisor",
-    "WorkflowSystem",
-    "await_workflow",
-    "cancel_workflow",
-    "list_workflows",
-    "start_workflow",
-    "workflow_status",
-]
+__all__ = ["Coordinator", "FINISHED", "WorkflowEntry", "load_workflow"]
 
-WORKFLOW_SUPERVISOR = "foundation.workflows.supervisor"
-"""The registered name of the workflow supervisor."""
+_START_ATTEMPTS = 3
+"""How many times a WorkflowProcess killed during its start is started again, at once."""
 
-_FINISHED = ("completed", "failed", "cancelled")
+FINISHED = ("completed", "failed", "cancelled")
+"""The statuses of a workflow that has finished."""
 
 
 class WorkflowEntry(BaseModel):
-    """What the coordinator keeps of one workflow."""
+    """What the coordinator keeps of one workflow (times are wall-clock seconds)."""
 
     name: str
     status: Literal["running", "completed", "failed", "cancelled"] = "running"
     error: str | None = None
     created_at: float = 0.0
     finished_at: float | None = None
+    cancel_requested: bool = False
 
 
-class WorkflowSupervisor(DynamicSupervisor):
-    """Supervises one WorkflowProcess per workflow (transient: a finished one stays down)."""
+async def load_workflow(store: Any, workflow_id: str) -> WorkflowState | None:
+    """The stored state of a workflow, or None; ``StateCorrupt`` if it no longer validates."""
+    rec = await store.load(workflow_key(workflow_id))
+    if rec is None:
+        return None
+    try:
+        return WorkflowState.model_validate(rec.data)
+    except PydanticValidationError as exc:
+        fields = [".".join(str(p) for p in e["loc"]) or "<root>" for e in exc.errors()]
+        raise StateCorrupt(
+            f"the stored state of workflow {workflow_id!r} no longer validates: bad fields "
+            f"{fields[:5]}; the record is left as it is",
+            context={"key": workflow_key(workflow_id), "fields": fields},
+        ) from None
+
+
+def _entry(stored: WorkflowState) -> WorkflowEntry:
+    return WorkflowEntry(
+        name=stored.name,
+        status=stored.status,
+        error=stored.error,
+        created_at=stored.created_at,
+        finished_at=stored.finished_at,
+    )
 
 
 class Coordinator(PersistentServer):
-    """Routes and tracks workflows; see the module docstring."""
+    """Starts and tracks workflows; see the module docstring. Start it with a name."""
 
     class State(BaseModel):
-        """Every workflow the coordinator knows, by id."""
+        """The running workflows, by id (finished ones are known from their own records)."""
 
         workflows: dict[str, WorkflowEntry] = {}
 
-    supervisor: str = WORKFLOW_SUPERVISOR
+    supervisor: ClassVar[str] = WORKFLOW_SUPERVISOR
+    keep_finished: ClassVar[int] = 1000
+
+    _me: str
     _waiters: dict[str, list[From]]
+    _pids: dict[str, Pid]
+    _finished: dict[str, WorkflowEntry]
 
     async def init(self, args: Any) -> Any:
-        return await self._reconcile(self.State())
+        return self._prepare(self.State())
 
     async def on_after_load(self, state: Any) -> Any:
+        return self._prepare(state)
+
+    def _prepare(self, state: Any) -> Any:
+        proc = current_process()
+        if proc is None or not isinstance(proc.name, str):
+            raise InvalidArgument("a workflow Coordinator needs a registered name")
+        self._me = proc.name
+        self._waiters = {}
+        self._pids = {}
+        self._finished = {}
+        return Continue(state, "reconcile")
+
+    async def handle_continue(self, arg: Any, state: Any) -> Any:
         return await self._reconcile(state)
 
     async def _reconcile(self, state: Any) -> Any:
-        """Adopt, settle or restart every stored workflow (see the module docstring)."""
-        self._waiters = {}
-        rt = current_runtime()
-        workflows = dict(state.workflows)
-        for key in await self._store().list("workflow/"):
-            rec = await self._store().load(key)
-            if rec is None:
+        """Settle, restart or adopt every stored workflow (see the module docstring)."""
+        store = self._store()
+        running = {k: e for k, e in state.workflows.items() if e.status == "running"}
+        finished: list[tuple[str, WorkflowEntry]] = []
+        seen: set[str] = set()
+        for key in await store.list("workflow/"):
+            wid = key[len("workflow/") :]
+            seen.add(wid)
+            try:
+                stored = await load_workflow(store, wid)
+            except StateCorrupt as err:
+                entry = running.pop(wid, None)
+                if entry is not None:
+                    finished.append((wid, self._settled(entry, "failed", err.message)))
                 continue
-            stored = WorkflowState.model_validate(rec.data)
-            entry = workflows.get(stored.id) or WorkflowEntry(
-                name=stored.name, created_at=stored.created_at
-            )
-            if stored.status in _FINISHED:
-                entry = entry.model_copy(
-                    update={
-                        "status": stored.status,
-                        "error": stored.error,
-                        "finished_at": stored.finished_at,
-                    }
-                )
-            elif entry.status == "running":
-                pid = rt.whereis(workflow_name(stored.id))
-                if pid is None:
-                    pid = await self._start_process(stored.id, None)
-                monitor(pid)
-            workflows[stored.id] = entry
-        return state.model_copy(update={"workflows": workflows})
+            if stored is None or stored.coordinator != self._me:
+                continue
+            if stored.status in FINISHED:
+                running.pop(wid, None)
+                finished.append((wid, _entry(stored)))
+                continue
+            running.setdefault(wid, _entry(stored))
+            failed = await self._ensure_running(wid, running[wid])
+            if failed is not None:
+                del running[wid]
+                finished.append((wid, failed))
+        for wid in [w for w in running if w not in seen]:
+            error = f"the record of workflow {wid!r} is missing from the store"
+            finished.append((wid, self._settled(running.pop(wid), "failed", error)))
+        finished.sort(key=lambda item: item[1].finished_at or 0.0)
+        for wid, entry in finished:
+            self._remember(wid, entry)
+        return state.model_copy(update={"workflows": running})
+
+    async def _ensure_running(self, wid: str, entry: WorkflowEntry) -> WorkflowEntry | None:
+        """Find or start the process of running workflow ``wid`` (its record exists): None,
+        or its failed entry when it can never start."""
+        pid = current_runtime().whereis(workflow_name(wid))
+        if pid is None:
+            try:
+                pid = await self._start_process(wid, (wid, None, None, self._me))
+            except FoundationError as err:
+                if err.retryable:
+                    raise  # the store or supervisor is unwell: crash, be restarted, try again
+                return self._settled(entry, "failed", err.message)
+        self._track(wid, pid, entry)
+        return None
 
     async def _start_process(self, workflow_id: str, args: Any) -> Pid:
         """Start (or resume from its stored state) the process of ``workflow_id``."""
         spec = WorkflowProcess.child_spec(
             args,
-            key=f"workflow/{workflow_id}",
+            key=workflow_key(workflow_id),
             name=workflow_name(workflow_id),
             restart="transient",
         )
-        try:
-            pid = await DynamicSupervisor.start_child(self.supervisor, spec)
-        except AlreadyStarted as exc:
-            return exc.pid  # type: ignore[return-value]
-        assert pid is not None
-        return pid
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                pid = await DynamicSupervisor.start_child(self.supervisor, spec)
+            except AlreadyStarted as exc:
+                return exc.pid  # type: ignore[return-value]
+            except InitError as exc:
+                # killed while it started, or a retryable store error: start it again (its
+                # record, if saved, is resumed); an error of its own is the caller's
+                transient = not isinstance(exc.reason, BaseException) or (
+                    isinstance(exc.reason, FoundationError) and exc.reason.retryable
+                )
+                if not transient or attempt == _START_ATTEMPTS:
+                    raise
+                continue
+            assert pid is not None
+            return pid
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _track(self, wid: str, pid: Pid, entry: WorkflowEntry) -> None:
+        self._pids[wid] = pid
+        if entry.cancel_requested:
+            with contextlib.suppress(NoProcess):
+                cast(pid, "cancel")
+
+    def _settled(self, entry: WorkflowEntry, status: str, error: str | None) -> WorkflowEntry:
+        finished = entry.finished_at or time.time()
+        return entry.model_copy(update={"status": status, "error": error, "finished_at": finished})
+
+    def _remember(self, wid: str, entry: WorkflowEntry) -> None:
+        """Keep a finished entry in memory, the oldest dropped beyond ``keep_finished``."""
+        self._finished.pop(wid, None)
+        self._finished[wid] = entry
+        while len(self._finished) > self.keep_finished:
+            del self._finished[next(iter(self._finished))]
+
+    async def _lookup(self, wid: str, state: Any) -> tuple[WorkflowEntry | None, Any]:
+        """The entry of ``wid``: tracked, else from its record (a running one is adopted)."""
+        entry = state.workflows.get(wid) or self._finished.get(wid)
+        if entry is not None:
+            return entry, state
+        stored = await load_workflow(self._store(), wid)
+        if stored is None or stored.status in FINISHED:
+            return (None if stored is None else _entry(stored)), state
+        entry = _entry(stored)
+        failed = await self._ensure_running(wid, entry)
+        if failed is not None:
+            self._remember(wid, failed)
+            return failed, state
+        return entry, state.model_copy(update={"workflows": {**state.workflows, wid: entry}})
 
     async def handle_call(self, request: Any, caller: From, state: Any) -> Any:
-        kind = request[0]
+        kind = request[0] if isinstance(request, tuple) and request else None
         if kind == "start":
-            _, workflow_id, definition, inputs = request
-            if workflow_id in state.workflows:
-                return Reply(workflow_id, state)  # started before: starting is idempotent
-            entry = WorkflowEntry(name=definition["name"], created_at=time.time())
-            workflows = {**state.workflows, workflow_id: entry}
-            pid = await self._start_process(workflow_id, (workflow_id, definition, inputs))
-            monitor(pid)
-            return Reply(workflow_id, state.model_copy(update={"workflows": workflows}))
-        if kind == "await":
-            entry = state.workflows.get(request[1])
-            if entry is None:
-                return Reply(None, state)
-            if entry.status in _FINISHED:
-                return Reply(entry, state)
-            self._waiters.setdefault(request[1], []).append(caller)
-            return NoReply(state)
-        if kind == "get":
-            return Reply(state.workflows.get(request[1]), state)
+            return await self._start_request(request, state)
         if kind == "list":
             status = request[1]
-            return Reply(
-                {k: e for k, e in state.workflows.items() if status in (None, e.status)}, state
-            )
-        if kind == "cancel":
-            entry = state.workflows.get(request[1])
-            if entry is None:
-                return Reply(None, state)
-            running = current_runtime().whereis(workflow_name(request[1]))
-            if running is not None and entry.status == "running":
-                # it may finish meanwhile: its outcome then arrives as "finished"
-                with contextlib.suppress(NoProcess, ProcessExited):
-                    await call(running, "cancel")
-            return Reply(state.workflows[request[1]], state)
+            found = {} if status not in (None, "running") else dict(state.workflows)
+            if status != "running":
+                found.update(
+                    (k, e) for k, e in self._finished.items() if status in (None, e.status)
+                )
+            return Reply(found, state)
+        if kind in ("await", "get", "cancel"):
+            wid = request[1]
+            try:
+                entry, state = await self._lookup(wid, state)
+            except StateCorrupt as err:
+                return Reply(Failed(err), state)
+            if entry is None or entry.status in FINISHED or kind == "get":
+                return Reply(entry, state)
+            if kind == "cancel" and not entry.cancel_requested:
+                entry = entry.model_copy(update={"cancel_requested": True})
+                state = state.model_copy(update={"workflows": {**state.workflows, wid: entry}})
+                pid = self._pids.get(wid)
+                if pid is not None:
+                    self._track(wid, pid, entry)
+            self._waiters.setdefault(wid, []).append(caller)
+            return NoReply(state)  # answered when the workflow has finished
         return await super().handle_call(request, caller, state)
 
+    async def _start_request(self, request: Any, state: Any) -> Any:
+        _, wid, definition, inputs = request
+        if wid in state.workflows or wid in self._finished:
+            return Reply(wid, state)  # started before: starting is idempotent
+        entry = WorkflowEntry(name=definition["name"], created_at=time.time())
+        try:
+            pid = await self._start_process(wid, (wid, definition, inputs, self._me))
+        except FoundationError as err:
+            return Reply(Failed(err), state)
+        self._track(wid, pid, entry)
+        return Reply(wid, state.model_copy(update={"workflows": {**state.workflows, wid: entry}}))
+
     async def handle_cast(self, request: Any, state: Any) -> Any:
-        kind = request[0]
-        if kind == "finished":
-            _, workflow_id, status, error = request
-            entry = state.workflows.get(workflow_id)
-            if entry is None:
-                return state
-            entry = entry.model_copy(
-                update={"status": status, "error": error, "finished_at": time.time()}
-            )
-            for waiter in self._waiters.pop(workflow_id, []):
-                reply(waiter, entry)  # held until the new state is durable
-            return state.model_copy(update={"workflows": {**state.workflows, workflow_id: entry}})
+        kind = request[0] if isinstance(request, tuple) and request else None
         if kind == "started":
-            monitor(request[2])
+            _, wid, pid, name = request
+            entry = state.workflows.get(wid)
+            if entry is None:  # started before this coordinator recorded it: adopt it
+                entry = WorkflowEntry(name=name, created_at=time.time())
+                state = state.model_copy(update={"workflows": {**state.workflows, wid: entry}})
+            self._track(wid, pid, entry)
             return state
+        if kind == "finished":
+            _, wid, status, error = request
+            self._pids.pop(wid, None)
+            workflows = dict(state.workflows)
+            entry = workflows.pop(wid, None) or WorkflowEntry(name=wid, created_at=time.time())
+            entry = self._settled(entry, status, error)
+            self._remember(wid, entry)
+            for waiter in self._waiters.pop(wid, []):
+                reply(waiter, entry)  # held until the new state is durable
+            return state.model_copy(update={"workflows": workflows})
         return await super().handle_cast(request, state)
-
-    async def handle_info(self, msg: Any, state: Any) -> Any:
-        if type(msg) is Down:
-            return state  # a restarted workflow says "started" again; a finished one said so
-        return await super().handle_info(msg, state)
-
-
-class WorkflowSystem:
-    """The workflow layer's processes, in the order to start them."""
-
-    @staticmethod
-    def child_specs(*, max_restarts: int = 10_000, max_seconds: float = 5.0) -> list[ChildSpec]:
-        """The workflow supervisor, then the coordinator (state key ``workflows/coordinator``)."""
-        return [
-            WorkflowSupervisor.child_spec(
-                name=WORKFLOW_SUPERVISOR, max_restarts=max_restarts, max_seconds=max_seconds
-            ),
-            Coordinator.child_spec(key="workflows/coordinator", name=COORDINATOR),
-        ]
-
-
-async def _coordinator_call(request: Any, timeout: float | None) -> Any:
-    """Call the coordinator, asking again if it crashed or is restarting, up to ``timeout``."""
-    clock = current_runtime().clock
-    deadline = None if timeout is None else clock.now() + timeout
-    delay = 0.001
-    while True:
-        left = None if deadline is None else max(deadline - clock.now(), 0.0)
-        try:
-            return await call(COORDINATOR, request, left)
-        except (NoProcess, ProcessExited):
-            if deadline is not None and clock.now() + delay >= deadline:
-                raise CallTimeout(
-                    f"the workflow coordinator did not answer {request[0]!r} within {timeout}s",
-                    context={"request": request[0]},
-                ) from None
-            await clock.sleep(delay)  # it is being restarted by its supervisor
-            delay = min(delay * 2, 0.1)
-
-
-async def start_workflow(
-    workflow: Workflow | dict[str, Any],
-    input: dict[str, Any] | None = None,
-    *,
-    workflow_id: str | None = None,
-) -> str:
-    """Validate ``workflow`` and start it; its id. Nothing starts if it is invalid.
-
-    With ``workflow_id``, starting is idempotent: a workflow already started under that id is
-    not started again (its id is returned), so a client that crashed may simply submit again.
-
-    Raises ``InvalidWorkflow`` (unknown dependencies, duplicate ids, cycles), ``ValidationError``
-    (a malformed definition) or ``UnknownCapability`` (no live agent offers a step's).
-    """
-    from foundation.agents.action import validation_error
-
-    if not isinstance(workflow, Workflow):
-        try:
-            workflow = Workflow.model_validate(workflow)
-        except Exception as exc:
-            from pydantic import ValidationError as PydanticValidationError
-
-            if isinstance(exc, PydanticValidationError):
-                raise validation_error("workflow definition", exc) from None
-            raise
-    if input is not None and not isinstance(input, dict):
-        raise InvalidArgument(f"workflow input must be a dict, not {type(input).__name__}")
-    workflow.validate_graph()
-    for step in workflow.steps:
-        if step.capability is not None and not find_agents(step.capability):
-            raise UnknownCapability(
-                f"workflow {workflow.name!r}, step {step.id!r}: no agent offers "
-                f"{step.capability!r}",
-                context={"step": step.id, "capability": step.capability},
-            )
-    if workflow_id is None:
-        workflow_id = uuid.uuid4().hex[:16]
-    elif not isinstance(workflow_id, str) or not workflow_id or "/" in workflow_id:
-        raise InvalidArgument(f"invalid workflow id {workflow_id!r}: a non-empty str without /")
-    definition = workflow.model_dump(mode="json")
-    return str(
-        await _coordinator_call(("start", workflow_id, definition, input or {}), timeout=30.0)
-    )
-
-
-async def await_workflow(workflow_id: str, timeout: float | None = 30.0) -> WorkflowEntry:
-    """Wait until the workflow has finished; its entry (status, error). No polling."""
-    clock = current_runtime().clock
-    deadline = None if timeout is None else clock.now() + timeout
-    while True:
-        left = None if deadline is None else max(deadline - clock.now(), 0.0)
-        try:
-            entry = await call(COORDINATOR, ("await", workflow_id), left)
-        except (NoProcess, ProcessExited):  # the coordinator crashed: ask its successor
-            entry = await _coordinator_call(("get", workflow_id), left)
-            if entry is not None and entry.status not in _FINISHED:
-                continue
-        if entry is None:
-            raise WorkflowNotFound(f"no workflow {workflow_id!r} was ever started")
-        assert isinstance(entry, WorkflowEntry)
-        return entry
-
-
-async def workflow_status(workflow_id: str) -> WorkflowState:
-    """The workflow's full state (steps, results, errors), from the store."""
-    rec = await _store().load(f"workflow/{workflow_id}")
-    if rec is None:
-        raise WorkflowNotFound(f"no workflow {workflow_id!r} was ever started")
-    return WorkflowState.model_validate(rec.data)
-
-
-async def cancel_workflow(workflow_id: str) -> str:
-    """Stop a running workflow (its running steps are killed); its status after."""
-    entry = await _coordinator_call(("cancel", workflow_id), timeout=30.0)
-    if entry is None:
-        raise WorkflowNotFound(f"no workflow {workflow_id!r} was ever started")
-    final = await await_workflow(workflow_id)
-    return final.status
-
-
-async def list_workflows(status: str | None = None) -> dict[str, WorkflowEntry]:
-    """Every workflow the coordinator knows (with ``status``, if given), by id."""
-    if status is not None and status not in ("running", *_FINISHED):
-        raise InvalidArgument(f"invalid workflow status {status!r}")
-    found = await _coordinator_call(("list", status), timeout=30.0)
-    assert isinstance(found, dict)
-    return found
-
-
-def _store() -> Any:
-    store = current_runtime().store
-    if store is None:
-        raise FoundationError("the runtime has no state store: workflows need one")
-    return store

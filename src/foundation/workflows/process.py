@@ -1,14 +1,23 @@
 """WorkflowProcess: one supervised, persistent process per workflow, resumable mid-way.
 
 It owns the workflow's state (definition, input, each step's status, result, attempts and
-error) under the key ``workflow/<id>``. Ready steps run in parallel, each in a runner process
-the workflow links to and owns: a runner picks an agent, calls the action with the step's
-timeout and retries retryable errors by the step's policy, then reports. Each result is
-recorded, durably, exactly once; a step that was running when the workflow crashed runs again
-after the restart (at-least-once: the action sees ``idempotency_key`` = ``"<wf>:<step>"`` in
-the step's ``context`` if it declares that param); completed steps never run again. The process
-stops normally once the workflow has completed or failed, after telling the coordinator;
-``cancel`` kills the running steps, records ``cancelled`` and stops.
+error) under the key ``workflow/<id>``. Ready steps (all dependencies completed) run in
+parallel, each in a runner process the workflow links to and owns (it traps exits, so no runner
+outlives it and a runner that dies is seen): a runner picks a healthy live agent with the
+step's capability (spread by workflow and attempt), calls the action with the step's timeout
+and retries retryable errors by the step's policy on the runtime clock, then reports.
+
+Each result is recorded, durably, exactly once: a report for a step that is no longer running
+is ignored. A step that was running when the workflow process crashed runs again after the
+restart (at-least-once; give the action ``"$idempotency_key"`` in its params to make it safe),
+and completed steps never run again. ``attempts`` counts the agent calls started for a step; a
+step fails once ``retry.max_attempts`` calls failed with retryable errors, at the first
+non-retryable one, or when its runner died that many times; a crash of the workflow process
+itself never fails a step. The process stops normally once the workflow has completed or failed
+(its supervisor does not restart it: ``transient``), after telling its coordinator; ``cancel``
+kills the running steps' runners, records ``cancelled`` and stops. An empty workflow completes
+at once. Events: ``("foundation", "workflow", "step", "stop")`` per recorded step result and
+``("foundation", "workflow", "stop")`` per finished workflow.
 """
 
 from __future__ import annotations
@@ -16,19 +25,29 @@ from __future__ import annotations
 import contextlib
 import time
 import zlib
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from foundation.agents.agent import find_agents, run
-from foundation.errors import FoundationError, NoProcess, UnknownCapability
-from foundation.kernel.api import current_pid, exit, spawn_link
+from foundation.errors import (
+    FoundationError,
+    InvalidArgument,
+    NoProcess,
+    RetryExhausted,
+    UnknownCapability,
+    format_reason,
+)
+from foundation.kernel.api import current_pid, exit, spawn_link, unlink
 from foundation.kernel.context import current_runtime
 from foundation.kernel.gen_server import cast
 from foundation.kernel.messages import Continue, Exit, Reply, Stop
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
 from foundation.persistence.server import PersistentServer
+from foundation.services.retry import retry
 from foundation.workflows.definition import Step, Workflow, ready_steps, render
 
 __all__ = [
@@ -36,11 +55,12 @@ __all__ = [
     "StepState",
     "WorkflowProcess",
     "WorkflowState",
+    "workflow_key",
     "workflow_name",
 ]
 
 COORDINATOR = "foundation.workflows.coordinator"
-"""The registered name of the coordinator."""
+"""The registered name of the default coordinator."""
 
 Status = Literal["running", "completed", "failed", "cancelled"]
 
@@ -48,6 +68,11 @@ Status = Literal["running", "completed", "failed", "cancelled"]
 def workflow_name(workflow_id: str) -> str:
     """The local process name of a running workflow (for lookup only, never for its life)."""
     return f"workflow:{workflow_id}"
+
+
+def workflow_key(workflow_id: str) -> str:
+    """Where a workflow's state is stored."""
+    return f"workflow/{workflow_id}"
 
 
 class StepState(BaseModel):
@@ -61,7 +86,7 @@ class StepState(BaseModel):
 
 
 class WorkflowState(BaseModel):
-    """A workflow's durable state."""
+    """A workflow's durable state (times are wall-clock seconds, for people)."""
 
     id: str
     name: str
@@ -70,29 +95,31 @@ class WorkflowState(BaseModel):
     status: Status = "running"
     steps: dict[str, StepState] = {}
     error: str | None = None
+    coordinator: str = COORDINATOR
     created_at: float = 0.0
     finished_at: float | None = None
 
 
-class _StepDone(BaseModel):
+@dataclass(frozen=True, slots=True)
+class _StepDone:
     step: str
     ok: bool
-    result: Any = None
-    error: dict[str, Any] | None = None
-    agent: str | None = None
+    result: Any
+    error: dict[str, Any] | None
+    agent: str | None
+    attempts: int
 
 
 class WorkflowProcess(PersistentServer):
-    """Runs one workflow; started by the coordinator under the WorkflowSupervisor."""
+    """Runs one workflow; started by its coordinator under the WorkflowSupervisor."""
 
     State = WorkflowState
     trap_exit = True
-    coordinator: str = COORDINATOR
 
     _runners: dict[str, Pid]
 
-    async def init(self, args: tuple[str, dict[str, Any], dict[str, Any]]) -> Any:
-        workflow_id, definition, inputs = args
+    async def init(self, args: tuple[str, dict[str, Any], dict[str, Any], str]) -> Any:
+        workflow_id, definition, inputs, coordinator = args
         workflow = Workflow.model_validate(definition)
         state = WorkflowState(
             id=workflow_id,
@@ -100,14 +127,13 @@ class WorkflowProcess(PersistentServer):
             definition=workflow,
             input=inputs,
             steps={s.id: StepState() for s in workflow.steps},
+            coordinator=coordinator,
             created_at=time.time(),
         )
-        return self._resume(state)
+        self._runners = {}
+        return Continue(state, "advance")  # the coordinator that started it knows its pid
 
     async def on_after_load(self, state: Any) -> Any:
-        return self._resume(state)
-
-    def _resume(self, state: WorkflowState) -> Any:
         self._runners = {}
         steps = {  # running at the crash: run again (completed ones never do)
             k: s.model_copy(update={"status": "pending"}) if s.status == "running" else s
@@ -115,27 +141,22 @@ class WorkflowProcess(PersistentServer):
         }
         # a coordinator that is down reconciles from the store when it comes back
         with contextlib.suppress(NoProcess):
-            cast(self.coordinator, ("started", state.id, current_pid()))
+            cast(state.coordinator, ("started", state.id, current_pid(), state.name))
         return Continue(state.model_copy(update={"steps": steps}), "advance")
 
     async def handle_continue(self, arg: Any, state: WorkflowState) -> Any:
         return self._advance(state)
 
     def _advance(self, state: WorkflowState) -> Any:
+        """Finish the workflow, or start every ready step; the new state."""
         if state.status != "running":
             return self._finish(state)
         steps = dict(state.steps)
-        if any(s.status == "failed" for s in steps.values()):
-            failed = next(k for k, s in steps.items() if s.status == "failed")
+        failed = next((k for k, s in steps.items() if s.status == "failed"), None)
+        if failed is not None:
             err = steps[failed].error or {}
-            return self._finish(
-                state.model_copy(
-                    update={
-                        "status": "failed",
-                        "error": f"step {failed!r} failed: {err.get('message', err)}",
-                    }
-                )
-            )
+            error = f"step {failed!r} failed: {err.get('message', err)}"
+            return self._finish(state.model_copy(update={"status": "failed", "error": error}))
         completed = {k for k, s in steps.items() if s.status == "completed"}
         if len(completed) == len(steps):
             return self._finish(state.model_copy(update={"status": "completed"}))
@@ -143,18 +164,20 @@ class WorkflowProcess(PersistentServer):
         results = {k: steps[k].result for k in completed}
         me = current_pid()
         for slot, step in enumerate(ready_steps(state.definition, completed, started)):
-            attempts = steps[step.id].attempts + 1
+            prev = steps[step.id].attempts
             try:
-                params = render(step.params, state.input, results)
+                params = render(
+                    step.params, state.input, results, workflow_id=state.id, step_id=step.id
+                )
             except FoundationError as err:
                 steps[step.id] = steps[step.id].model_copy(
-                    update={"status": "failed", "error": err.to_dict(), "attempts": attempts}
+                    update={"status": "failed", "error": err.to_dict()}
                 )
                 return self._advance(state.model_copy(update={"steps": steps}))
             steps[step.id] = steps[step.id].model_copy(
-                update={"status": "running", "attempts": attempts}
+                update={"status": "running", "attempts": prev + 1}
             )
-            self._runners[step.id] = spawn_link(_run_step, me, state.id, step, params, slot)
+            self._runners[step.id] = spawn_link(_run_step, me, state.id, step, params, prev, slot)
         return state.model_copy(update={"steps": steps})
 
     def _finish(self, state: WorkflowState) -> Any:
@@ -162,36 +185,58 @@ class WorkflowProcess(PersistentServer):
             exit(pid, "kill")
         self._runners.clear()
         final = state.model_copy(update={"finished_at": state.finished_at or time.time()})
+        rt = current_runtime()
+        if rt.event_handlers:
+            rt.emit(
+                ("foundation", "workflow", "stop"),
+                {"steps": len(final.steps)},
+                {"workflow": final.id, "name": final.name, "status": final.status},
+            )
         return Stop("normal", final)  # saved first; terminate then tells the coordinator
 
     async def terminate(self, reason: Any, state: Any) -> None:
         if isinstance(state, WorkflowState) and state.status != "running":
             # a coordinator that is down reads the outcome from the store when it comes back
             with contextlib.suppress(NoProcess):
-                cast(self.coordinator, ("finished", state.id, state.status, state.error))
+                cast(state.coordinator, ("finished", state.id, state.status, state.error))
 
     async def handle_cast(self, request: Any, state: WorkflowState) -> Any:
         if type(request) is _StepDone:
-            self._runners.pop(request.step, None)
-            current = state.steps.get(request.step)
-            if current is None or current.status != "running" or state.status != "running":
-                return state  # settled already (or a report from before a restart)
-            update: dict[str, Any] = {"agent": request.agent}
-            if request.ok:
-                update.update(status="completed", result=request.result, error=None)
-            else:
-                update.update(status="failed", error=request.error)
-            steps = {**state.steps, request.step: current.model_copy(update=update)}
-            return self._advance(state.model_copy(update={"steps": steps}))
+            return self._record(request, state)
+        if request == "cancel":
+            return self._cancel(state)
         return await super().handle_cast(request, state)
+
+    def _record(self, done: _StepDone, state: WorkflowState) -> Any:
+        """Record a runner's report, once, and go on."""
+        self._runners.pop(done.step, None)
+        current = state.steps.get(done.step)
+        if current is None or current.status != "running" or state.status != "running":
+            return state  # settled already
+        update: dict[str, Any] = {"agent": done.agent, "attempts": done.attempts}
+        if done.ok:
+            update.update(status="completed", result=done.result, error=None)
+        else:
+            update.update(status="failed", error=done.error)
+        rt = current_runtime()
+        if rt.event_handlers:
+            rt.emit(
+                ("foundation", "workflow", "step", "stop"),
+                {"attempts": done.attempts},
+                {"workflow": state.id, "step": done.step, "ok": done.ok, "agent": done.agent},
+            )
+        steps = {**state.steps, done.step: current.model_copy(update=update)}
+        return self._advance(state.model_copy(update={"steps": steps}))
+
+    def _cancel(self, state: WorkflowState) -> Any:
+        if state.status != "running":
+            return self._finish(state)
+        return self._finish(state.model_copy(update={"status": "cancelled"}))
 
     async def handle_call(self, request: Any, caller: From, state: WorkflowState) -> Any:
         if request == "cancel":
-            if state.status != "running":
-                return Reply(state.status, state)
-            cancelled = state.model_copy(update={"status": "cancelled"})
-            result = self._finish(cancelled)
-            return Stop("normal", result.state, reply="cancelled")
+            result = self._cancel(state)
+            return Stop("normal", result.state, reply=result.state.status)
         if request == "status":
             return Reply(state, state)
         return await super().handle_call(request, caller, state)
@@ -202,38 +247,67 @@ class WorkflowProcess(PersistentServer):
                 if pid == msg.pid:
                     del self._runners[step_id]
                     if msg.reason != "normal" and state.steps[step_id].status == "running":
-                        # killed before it could report: run it again
-                        steps = {
-                            **state.steps,
-                            step_id: state.steps[step_id].model_copy(update={"status": "pending"}),
-                        }
-                        return self._advance(state.model_copy(update={"steps": steps}))
+                        return self._runner_died(state, step_id, msg.reason)
             return state
         return await super().handle_info(msg, state)
 
+    def _runner_died(self, state: WorkflowState, step_id: str, reason: Any) -> Any:
+        """A runner died before it reported: run the step again, within its attempts."""
+        current = state.steps[step_id]
+        if current.attempts < state.definition.step(step_id).retry.max_attempts:
+            update: dict[str, Any] = {"status": "pending"}
+        else:
+            error = InvalidArgument(
+                f"the runner of step {step_id!r} died {current.attempts} times, last with "
+                f"{format_reason(reason)}",
+                context={"step": step_id},
+            )
+            update = {"status": "failed", "error": error.to_dict()}
+        steps = {**state.steps, step_id: current.model_copy(update=update)}
+        return self._advance(state.model_copy(update={"steps": steps}))
+
 
 async def _run_step(
-    workflow: Pid, workflow_id: str, step: Step, params: dict[str, Any], slot: int
+    workflow: Pid, workflow_id: str, step: Step, params: dict[str, Any], prev: int, slot: int
 ) -> None:
-    """A runner: run one step (with its retries) and report the outcome to the workflow."""
-    clock = current_runtime().clock
-    attempt = 0
-    while True:
-        attempt += 1
-        agent = step.agent
-        try:
-            if agent is None:
-                agent = _pick(step, workflow_id, slot + attempt)
-            result = await run(agent, step.action, params, timeout=step.timeout)
-        except FoundationError as err:
-            if not err.retryable or attempt >= step.retry.max_attempts:
-                error = {**err.to_dict(), "attempts": attempt}
-                cast(workflow, _StepDone(step=step.id, ok=False, error=error, agent=agent))
-                return
-            await clock.sleep(step.retry.delay(attempt))
-            continue
-        cast(workflow, _StepDone(step=step.id, ok=True, result=result, agent=agent))
-        return
+    """A runner: run one step (with its retries) and report the outcome to the workflow.
+
+    ``prev`` attempts were made before this runner; it makes at most the rest of the step's
+    ``max_attempts`` (at least one: a workflow restart never uses up a step).
+    """
+    calls = 0
+    agent: str | None = step.agent
+
+    async def attempt() -> Any:
+        nonlocal calls, agent
+        calls += 1
+        agent = step.agent if step.agent is not None else _pick(step, workflow_id, slot + calls)
+        return await run(agent, step.action, params, timeout=step.timeout)
+
+    budget = max(1, step.retry.max_attempts - prev)
+    ok = False
+    result: Any = None
+    error: dict[str, Any] | None = None
+    try:
+        policy = step.retry.to_retry(budget, seed=f"{workflow_id}:{step.id}:{prev}")
+        value = await retry(attempt, policy=policy)
+        result = to_jsonable_python(value)
+        ok = True
+    except RetryExhausted as exc:
+        cause = exc.__cause__
+        err = cause if isinstance(cause, FoundationError) else exc
+        error = {**err.to_dict(), "message": f"{err.message} (after {prev + calls} attempts)"}
+    except FoundationError as err:
+        error = err.to_dict()
+    except PydanticSerializationError as exc:
+        bad = InvalidArgument(
+            f"step {step.id!r}: {agent!r}.{step.action} returned a result that is not "
+            f"JSON-ready, so it cannot be recorded: {exc}",
+            context={"step": step.id, "agent": agent, "action": step.action},
+        )
+        error = bad.to_dict()
+    unlink(workflow)  # reported: no exit message to handle after this
+    cast(workflow, _StepDone(step.id, ok, result, error, agent, prev + calls))
 
 
 def _pick(step: Step, workflow_id: str, turn: int) -> str:
@@ -245,7 +319,7 @@ def _pick(step: Step, workflow_id: str, turn: int) -> str:
         raise UnknownCapability(
             f"no healthy agent offers {step.capability!r} (step {step.id!r})",
             retryable=True,
-            context={"capability": step.capability},
+            context={"capability": step.capability, "step": step.id},
         )
     spread = zlib.crc32(workflow_id.encode()) + turn
     return agents[spread % len(agents)].id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import subprocess
 from typing import Any
 
@@ -21,6 +23,15 @@ from foundation.services.commands import SystemCommands
 from foundation.testing import crash, sync
 
 TEST_ALLOW = ("echo", "sh", "false", "yes", "true", "uptime", "no-such-program-xyz")
+
+
+_MARKERS = itertools.count(1)
+
+
+def unique_sleep() -> str:
+    """A ``sleep`` duration no other run on this machine uses (the suite may run twice at once),
+    so ``leftover`` sees only this test's processes: 30 s and a fraction made of our pid."""
+    return f"30.{os.getpid():07d}{next(_MARKERS):03d}"
 
 
 def leftover(marker: str) -> list[str]:
@@ -91,7 +102,7 @@ async def test_output_cap_kills_the_command(runtime: Runtime) -> None:
 @pytest.mark.foundation(clock="real")
 async def test_timeout_kills_the_whole_process_group_leaving_no_child(runtime: Runtime) -> None:
     await SystemCommands.start_link(allow=TEST_ALLOW)
-    marker = "31.4159"
+    marker = unique_sleep()
     with pytest.raises(CommandTimeout):
         await SystemCommands.run("sh", "-c", f"sleep {marker} & sleep {marker}", timeout=0.3)
     assert leftover(f"sleep {marker}") == []
@@ -120,7 +131,7 @@ async def test_concurrency_cap_answers_overloaded_and_a_killed_caller_frees_its_
     runtime: Runtime,
 ) -> None:
     await SystemCommands.start_link(allow=TEST_ALLOW, max_concurrent=1)
-    marker = "27.1828"
+    marker = unique_sleep()
 
     async def long() -> None:
         await SystemCommands.run("sh", "-c", f"sleep {marker}", timeout=60)

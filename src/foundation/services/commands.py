@@ -19,9 +19,11 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from foundation.errors import (
     CommandFailed,
@@ -38,6 +40,9 @@ from foundation.kernel.messages import Down, Reply
 from foundation.kernel.pid import Pid, Ref
 from foundation.kernel.process import From
 from foundation.kernel.supervision import Failed, unwrap
+
+if TYPE_CHECKING:
+    from foundation.kernel.runtime import Runtime
 
 __all__ = [
     "CommandResult",
@@ -284,6 +289,77 @@ def _stop_reading(proc: asyncio.subprocess.Process) -> None:
             pipe.close()
 
 
+def _reaper_thread(pid: int) -> threading.Thread | None:
+    """The thread that reaps child ``pid``, if asyncio runs one (Python 3.11).
+
+    3.11's default child watcher waits for each child in a thread of its own, which reports the
+    exit and ends a moment *later*; a run joins it so that no thread outlives the run that made
+    it. 3.12+ (and uvloop) watch a pidfd or SIGCHLD on the loop instead: nothing to join.
+    """
+    if sys.version_info >= (3, 12):
+        return None
+    threads = getattr(asyncio.get_child_watcher(), "_threads", None)  # no public handle on it
+    return threads.get(pid) if isinstance(threads, dict) else None
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that have not exited yet (read from ``/proc``; ``[]``
+    where there is none)."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return []
+    members = []
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        state, _ppid, pgrp = stat[stat.rfind(b")") + 2 :].split()[:3]  # after "(comm)"
+        if int(pgrp) == pgid and state not in (b"Z", b"X"):
+            members.append(int(name))
+    return members
+
+
+async def _group_gone(rt: Runtime, pgid: int) -> None:
+    """Wait until every process of the killed group ``pgid`` has exited.
+
+    The command's own process is reaped by asyncio, but what it started is not our child: a
+    grandchild that got the SIGKILL may still be on its way out. Each is watched through a
+    pidfd (Linux), which becomes readable when it exits; elsewhere there is nothing to wait on.
+    """
+    if not hasattr(os, "pidfd_open"):
+        return
+    loop = asyncio.get_running_loop()
+    watched: list[tuple[int, asyncio.Future[None]]] = []
+    try:
+        for pid in await rt.run_in_thread(_group_members, pgid):
+            try:
+                fd = os.pidfd_open(pid)
+                if os.getpgid(pid) != pgid:  # exited and the pid reused meanwhile
+                    os.close(fd)
+                    continue
+            except OSError:
+                continue  # exited meanwhile (or pidfds are not allowed here)
+            done: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _set_done, done)
+            watched.append((fd, done))
+        if watched:
+            await asyncio.gather(*(done for _, done in watched))
+    finally:
+        for fd, _ in watched:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 async def _read_capped(stream: asyncio.StreamReader, budget: list[int], on_overflow: Any) -> bytes:
     chunks: list[bytes] = []
     while True:
@@ -311,6 +387,7 @@ async def _execute(ticket: _Ticket, argv: tuple[str, ...]) -> CommandResult:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
+        reaper = _reaper_thread(proc.pid)
 
         def expire() -> None:
             outcome["timeout"] = True
@@ -334,11 +411,18 @@ async def _execute(ticket: _Ticket, argv: tuple[str, ...]) -> CommandResult:
             code = await proc.wait()
         finally:
             timer.cancel()
-            if proc.returncode is None:  # cancelled (the caller was killed): leave nothing behind
-                _kill_group(proc)
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(proc.wait())
-            _release(proc)
+            try:
+                if proc.returncode is None:  # cancelled (the caller was killed): no leftovers
+                    _kill_group(proc)
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.shield(proc.wait())
+                    await _group_gone(rt, proc.pid)
+                elif outcome["timeout"] or outcome["overflow"]:
+                    await _group_gone(rt, proc.pid)
+            finally:
+                _release(proc)
+                if reaper is not None and proc.returncode is not None:
+                    reaper.join()  # it reported the exit already: only its last statement is left
     if outcome["timeout"]:
         raise CommandTimeout(
             f"command {' '.join(argv)!r} did not finish within {ticket.timeout}s; killed",

@@ -7,11 +7,15 @@ import random
 
 import pytest
 
-from foundation import Runtime, spawn
+from foundation import Runtime, Supervisor, spawn
+from foundation.agents import AgentSupervisor, find_agents, start_agent
+from foundation.cli import demo_agents
+from foundation.cli.demo_agents import expected_results
 from foundation.kernel.api import wait_exit
-from foundation.testing import crash, restarted, wait_until
+from foundation.testing import assert_emitted, crash, restarted, wait_until
 from foundation.workflows import (
     COORDINATOR,
+    WorkflowSystem,
     await_workflow,
     list_workflows,
     start_workflow,
@@ -150,3 +154,28 @@ async def test_a_hundred_workflows_lose_nothing_under_twenty_random_kills(
     await wait_exit(monkey)
     assert len(kills) == 20
     assert len(await list_workflows("completed")) == 100
+
+
+async def test_the_demo_pipeline_on_task_agents_survives_their_kills(runtime: Runtime) -> None:
+    runtime.store = RecordingStore()
+    await Supervisor.start_link(
+        [*AgentSupervisor.child_specs(), *WorkflowSystem.child_specs()], max_restarts=100
+    )
+    for cls, count in demo_agents.worker_types():
+        for i in range(count):
+            await start_agent(cls, f"{cls.capabilities[0]}-{i + 1}")
+    steps = {"name": "pipeline", "steps": demo_agents.pipeline_steps()}
+    ids = [await start_workflow(steps, {"item": i}) for i in range(10)]
+    await runtime.clock.sleep(demo_agents.STAGE_TIME / 2)
+    for agent in find_agents():  # every TaskAgent, each in the middle of a step
+        crash(agent.pid)
+    crash(runtime.whereis(workflow_name(ids[0])))  # type: ignore[arg-type]
+    crash(runtime.whereis(COORDINATOR))  # type: ignore[arg-type]
+    with assert_emitted(("foundation", "workflow", "stop")) as emitted:
+        for i, wid in enumerate(ids):
+            assert (await await_workflow(wid)).status == "completed"
+            status = await workflow_status(wid)
+            assert {k: s.result for k, s in status.steps.items()} == expected_results(i)
+            assert runtime.store.completions(wid) == dict.fromkeys(expected_results(i), 1)
+    stops = emitted.matching(("foundation", "workflow", "stop"), None)
+    assert {m["status"] for _, _, m in stops} == {"completed"}

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
-from foundation import Runtime
+from foundation import Runtime, Supervisor
 from foundation.agents import set_health, start_agent
-from foundation.errors import CallTimeout, StateCorrupt, WorkflowNotFound
+from foundation.errors import CallTimeout, InvalidArgument, StateCorrupt, WorkflowNotFound
 from foundation.persistence import MemoryStore, SQLiteStore
 from foundation.testing import crash, wait_until
 from foundation.workflows import (
     COORDINATOR,
+    WorkflowSystem,
     await_workflow,
     cancel_workflow,
     list_workflows,
@@ -291,3 +292,21 @@ def test_a_workflow_half_done_when_the_runtime_stops_finishes_after_a_restart(
 
     wid = in_fresh_runtime(store(), first)
     in_fresh_runtime(store(), lambda rt: second(rt, wid))
+
+
+async def test_a_second_workflow_system_runs_its_own_workflows(runtime: Runtime) -> None:
+    await start_system(runtime)
+    await Supervisor.start_link(WorkflowSystem.child_specs(name="ops", supervisor="ops.sup"))
+    mine = await start_workflow(five_steps(seconds=0.1), {"x": 1}, coordinator="ops")
+    theirs = await start_workflow(five_steps(seconds=0.1), {"x": 2})
+    assert (await await_workflow(mine, coordinator="ops")).status == "completed"
+    assert (await await_workflow(theirs)).status == "completed"
+    assert (await list_workflows(coordinator="ops")).keys() == {mine}
+    assert (await list_workflows()).keys() == {theirs}
+    crash(runtime.whereis("ops"))  # type: ignore[arg-type]
+    assert (await list_workflows(coordinator="ops")).keys() == {mine}  # from the records
+    slow = await start_workflow(five_steps(), {"x": 3}, coordinator="ops")
+    crash(runtime.whereis(COORDINATOR))  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="is run by the coordinator 'ops'"):
+        await await_workflow(slow)
+    assert (await await_workflow(slow, coordinator="ops")).status == "completed"

@@ -237,6 +237,12 @@ class Coordinator(PersistentServer):
         stored = await load_workflow(self._store(), wid)
         if stored is None or stored.status in FINISHED:
             return (None if stored is None else _entry(stored)), state
+        if stored.coordinator != self._me:
+            raise InvalidArgument(
+                f"workflow {wid!r} is run by the coordinator {stored.coordinator!r}, not by "
+                f"{self._me!r}: ask that one",
+                context={"workflow": wid, "coordinator": stored.coordinator},
+            )
         entry = _entry(stored)
         failed = await self._ensure_running(wid, entry)
         if failed is not None:
@@ -260,7 +266,7 @@ class Coordinator(PersistentServer):
             wid = request[1]
             try:
                 entry, state = await self._lookup(wid, state)
-            except StateCorrupt as err:
+            except (StateCorrupt, InvalidArgument) as err:
                 return Reply(Failed(err), state)
             if entry is None or entry.status in FINISHED or kind == "get":
                 return Reply(entry, state)

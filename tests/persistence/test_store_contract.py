@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +14,23 @@ import pytest
 from foundation import Runtime, spawn
 from foundation.errors import InvalidArgument, PersistenceError, StaleVersion
 from foundation.kernel.api import wait_exit
-from foundation.persistence import MemoryStore, SQLiteStore, StateStore, open_store
+from foundation.persistence import MemoryStore, SQLiteStore, open_store
 from foundation.persistence.postgres import PostgresStore
+from foundation.testing import crash
 from tests.conftest import service_or_skip
 
 
-def _pg_store() -> PostgresStore:
-    dsn = service_or_skip("postgres", "FOUNDATION_TEST_PG_DSN")
-    return PostgresStore(dsn, table=f"t_{uuid.uuid4().hex[:12]}")
+def _drop_pg_table(dsn: str, table: str) -> None:
+    async def drop() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 @pytest.fixture(
@@ -28,31 +40,47 @@ def _pg_store() -> PostgresStore:
         pytest.param("postgres", marks=pytest.mark.postgres),
     ]
 )
-def store(request: pytest.FixtureRequest, runtime: Runtime, tmp_path: Path) -> Any:
+def new_store(
+    request: pytest.FixtureRequest, runtime: Runtime, tmp_path: Path
+) -> Iterator[Callable[[], Any]]:
+    """Makes stores over one database, attached to the test's runtime (each call: a new
+    connection, as another OS process would open; memory has one store only)."""
     kind = request.param
-    made: StateStore
     if kind == "memory":
-        made = MemoryStore()
-    elif kind == "sqlite":
-        made = SQLiteStore(tmp_path / "state.db")
-    else:
-        made = _pg_store()
-    runtime.store = made
-    attach = getattr(made, "attach", None)
-    if attach is not None:
-        attach(runtime)
+        memory = MemoryStore()
+        yield lambda: memory
+        return
+    if kind == "sqlite":
+        path = tmp_path / "state.db"
+
+        def make() -> Any:
+            made = SQLiteStore(path)
+            made.attach(runtime)
+            return made
+
+        yield make
+        return
+    dsn = service_or_skip("postgres", "FOUNDATION_TEST_PG_DSN")
+    table = f"t_{uuid.uuid4().hex[:12]}"
+
+    def make_pg() -> Any:
+        made = PostgresStore(dsn, table=table)
+        made.attach(runtime)
+        return made
+
+    yield make_pg
+    _drop_pg_table(dsn, table)
+
+
+@pytest.fixture
+def store(new_store: Callable[[], Any], runtime: Runtime) -> Any:
+    made = new_store()
+    runtime.store = made  # closed at the runtime's shutdown
     return made
-
-
-async def drop(store: Any) -> None:
-    if isinstance(store, PostgresStore):
-        pool = await store._db()
-        await pool.execute(f"DROP TABLE IF EXISTS {store.table}")
 
 
 async def test_loading_a_missing_key_gives_none(store: Any) -> None:
     assert await store.load("nothing") is None
-    await drop(store)
 
 
 async def test_a_new_key_is_saved_with_expected_none_at_version_one(store: Any) -> None:
@@ -60,7 +88,6 @@ async def test_a_new_key_is_saved_with_expected_none_at_version_one(store: Any) 
     rec = await store.load("a")
     assert (rec.key, rec.data, rec.version, rec.schema_version) == ("a", {"x": 1}, 1, 1)
     assert rec.updated_at > 0
-    await drop(store)
 
 
 async def test_each_save_increments_the_version(store: Any) -> None:
@@ -69,7 +96,6 @@ async def test_each_save_increments_the_version(store: Any) -> None:
         v = await store.save("a", {"n": n}, v)
     rec = await store.load("a")
     assert (rec.version, rec.data) == (5, {"n": 4})
-    await drop(store)
 
 
 async def test_a_stale_write_is_refused_never_silently_applied(store: Any) -> None:
@@ -84,7 +110,6 @@ async def test_a_stale_write_is_refused_never_silently_applied(store: Any) -> No
         await store.save("b", {"n": 99}, 3)  # "version 3" but there is none
     assert (await store.load("a")).data == {"n": 2}
     assert await store.load("b") is None
-    await drop(store)
 
 
 async def test_delete_with_and_without_a_version(store: Any) -> None:
@@ -98,7 +123,6 @@ async def test_delete_with_and_without_a_version(store: Any) -> None:
     assert await store.load("a") is None
     assert await store.load("b") is None
     assert await store.save("a", {"again": True}, None) == 1
-    await drop(store)
 
 
 async def test_list_gives_the_keys_with_a_prefix_sorted(store: Any) -> None:
@@ -108,7 +132,6 @@ async def test_list_gives_the_keys_with_a_prefix_sorted(store: Any) -> None:
     assert await store.list("agent") == ["agent/a", "agent/b", "agent_x"]
     assert await store.list() == ["Agent/c", "agent/a", "agent/b", "agent_x", "workflow/1"]
     assert await store.list("zzz") == []
-    await drop(store)
 
 
 async def test_data_round_trips_unicode_nesting_and_numbers(store: Any) -> None:
@@ -117,14 +140,12 @@ async def test_data_round_trips_unicode_nesting_and_numbers(store: Any) -> None:
     rec = await store.load("u")
     assert rec.data == data
     assert rec.schema_version == 3
-    await drop(store)
 
 
 async def test_data_that_is_not_json_ready_is_a_persistence_error(store: Any) -> None:
     with pytest.raises(PersistenceError, match="JSON"):
         await store.save("bad", {"x": object()}, None)
     assert await store.load("bad") is None
-    await drop(store)
 
 
 async def test_concurrent_saves_of_different_keys_are_all_acknowledged(store: Any) -> None:
@@ -141,7 +162,6 @@ async def test_concurrent_saves_of_different_keys_are_all_acknowledged(store: An
     assert acks == [2] * 100
     assert len(await store.list("k")) == 100
     assert (await store.load("k042")).data == {"i": 42, "again": True}
-    await drop(store)
 
 
 async def test_two_writers_racing_on_one_key_exactly_one_wins(store: Any) -> None:
@@ -160,7 +180,92 @@ async def test_two_writers_racing_on_one_key_exactly_one_wins(store: Any) -> Non
         await wait_exit(pid)
     assert sorted(outcomes) == ["stale"] * 9 + ["won"]
     assert (await store.load("race")).version == 2
-    await drop(store)
+
+
+async def test_racing_creators_of_one_new_key_exactly_one_wins(store: Any) -> None:
+    outcomes: list[str] = []
+
+    async def creator(n: int) -> None:
+        try:
+            await store.save("fresh", {"n": n}, None)
+            outcomes.append("won")
+        except StaleVersion:
+            outcomes.append("stale")
+
+    pids = [spawn(creator, n) for n in range(10)]
+    for pid in pids:
+        await wait_exit(pid)
+    assert sorted(outcomes) == ["stale"] * 9 + ["won"]
+    assert (await store.load("fresh")).version == 1
+
+
+async def test_a_writer_killed_mid_save_fails_nobody_else_and_its_save_lands(
+    store: Any,
+) -> None:
+    first_saving = asyncio.Event()
+    outcomes: dict[int, str] = {}
+
+    async def writer(i: int) -> None:
+        if i == 0:
+            first_saving.set()  # no suspension between this and the save's queueing
+        await store.save(f"w{i:02}", {"i": i}, None)
+        outcomes[i] = "acked"
+
+    pids = [spawn(writer, i) for i in range(20)]
+    await first_saving.wait()
+    await crash(pids[0])
+    for pid in pids:
+        await wait_exit(pid)
+    assert all(outcomes[i] == "acked" for i in range(1, 20))
+    assert (await store.load("w00")).data == {"i": 0}  # queued before the kill: it landed
+    assert len(await store.list("w")) == 20
+
+
+async def test_data_that_is_not_json_ready_fails_only_its_own_save(store: Any) -> None:
+    outcomes: dict[int, str] = {}
+
+    async def writer(i: int) -> None:
+        data: dict[str, Any] = {"i": i} if i != 3 else {"bad": {1, 2}}
+        try:
+            await store.save(f"j{i}", data, None)
+            outcomes[i] = "acked"
+        except PersistenceError:
+            outcomes[i] = "refused"
+
+    pids = [spawn(writer, i) for i in range(8)]
+    for pid in pids:
+        await wait_exit(pid)
+    assert outcomes == {i: "refused" if i == 3 else "acked" for i in range(8)}
+    assert await store.list("j") == [f"j{i}" for i in range(8) if i != 3]
+
+
+async def test_large_payloads_round_trip(store: Any) -> None:
+    data = {"text": "é" * 1_000_000, "items": [{"n": n, "s": str(n)} for n in range(10_000)]}
+    assert await store.save("large", data, None) == 1
+    assert (await store.load("large")).data == data
+
+
+async def test_records_are_durable_across_close_and_reopen(
+    store: Any, new_store: Callable[[], Any]
+) -> None:
+    before = time.time()
+    await store.save("kept", {"n": 1}, None, schema_version=4)
+    await store.save("kept", {"n": 2}, 1, schema_version=4)
+    await store.save("gone", {}, None)
+    await store.delete("gone", 1)
+    saved = await store.load("kept")
+    assert before - 1 <= saved.updated_at <= time.time() + 1
+    if isinstance(store, MemoryStore):
+        return  # survives nothing by design
+    await store.close()
+    again = new_store()
+    try:
+        rec = await again.load("kept")
+        assert rec == saved  # data, version, schema_version and updated_at, all kept
+        assert await again.load("gone") is None
+        assert await again.save("kept", {"n": 3}, 2, schema_version=4) == 3
+    finally:
+        await again.close()
 
 
 async def test_keys_must_be_non_empty_strings(store: Any) -> None:
@@ -168,12 +273,10 @@ async def test_keys_must_be_non_empty_strings(store: Any) -> None:
         await store.save("", {}, None)
     with pytest.raises(InvalidArgument):
         await store.save(5, {}, None)
-    await drop(store)
 
 
 async def test_close_is_idempotent_and_use_after_close_is_a_clear_error(store: Any) -> None:
     await store.save("a", {}, None)
-    await drop(store)
     await store.close()
     await store.close()
     if isinstance(store, MemoryStore):

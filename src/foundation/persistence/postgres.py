@@ -1,31 +1,34 @@
 """PostgresStore: the state store for several machines, on PostgreSQL through asyncpg.
 
-Same contract and test suite as ``SQLiteStore``. Writes are batched: the saves queued while a
-commit is in flight go together in the next transaction, each checked in its own statement
-(``UPDATE ... WHERE key = $1 AND version = $expected``, ``INSERT ... ON CONFLICT DO NOTHING``
-for a new key), so a stale write fails alone with ``StaleVersion`` while the rest of its batch
-commits. The first writer that finds no commit in flight runs the commits until the queue is
-empty; should it be cancelled mid-commit, that batch fails with ``PersistenceError`` (never a
-false success) and the next writer takes over. Data is stored as JSONB. Needs the
-``postgres`` extra (asyncpg).
+Same contract, write path and test suite as ``SQLiteStore`` (``GroupCommitStore``): saves are
+queued, and everything queued while a commit is in flight goes in the next transaction, each
+write checked by its own statement (``UPDATE ... WHERE key = $1 AND version = $expected``,
+``INSERT ... ON CONFLICT (key) DO NOTHING`` for a new key), so a stale write fails alone with
+``StaleVersion`` while the rest of its batch commits; a failed transaction fails the whole
+batch with ``PersistenceError`` and acknowledges none of it.
+
+asyncpg is asynchronous, but its connections do not run on the runtime's loop: each of the
+store's two kernel-owned threads (writer, reader) runs its own small event loop with one
+connection. So no caller's cancellation (a killed process) can interrupt a commit that other
+callers wait for, and the virtual clock of tests sees the I/O as external work. A lost
+connection is reopened on the next operation. Data is stored as JSONB. Needs the ``postgres``
+extra (asyncpg), imported only when the store is first used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import json
 import re
-from dataclasses import dataclass, field
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from foundation.errors import FoundationError, InvalidArgument, PersistenceError
-from foundation.kernel.context import RUNTIME
-from foundation.persistence.memory import check_key, encode, stale
-from foundation.persistence.memory import forget as _forget
-from foundation.persistence.memory import settled as _settled
-from foundation.persistence.memory import track as _track
-from foundation.persistence.sqlite import StoreStats
+from foundation.errors import InvalidArgument, PersistenceError
+from foundation.persistence.group_commit import GroupCommitStore, Write
+from foundation.persistence.memory import stale
 from foundation.persistence.store import Stored
 
 __all__ = ["PostgresStore"]
@@ -33,50 +36,79 @@ __all__ = ["PostgresStore"]
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-@dataclass(slots=True)
-class _Write:
-    key: str
-    text: str | None
-    expected: int | None
-    schema_version: int
-    fut: asyncio.Future[int | None] = field(repr=False)
+class _Side:
+    """One of the store's threads: its own event loop and asyncpg connection."""
+
+    __slots__ = ("conn", "loop")
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.conn: Any = None
 
 
-class PostgresStore:
+class PostgresStore(GroupCommitStore):
     """A StateStore in one PostgreSQL table (default ``foundation_state``)."""
 
+    kind = "postgres"
+
     def __init__(
-        self, dsn: str, *, table: str = "foundation_state", min_size: int = 1, max_size: int = 4
+        self,
+        dsn: str,
+        *,
+        table: str = "foundation_state",
+        connect_timeout: float = 10.0,
+        command_timeout: float = 30.0,
     ) -> None:
         if not _TABLE.match(table):
             raise InvalidArgument(f"invalid table name {table!r}: lower-case letters, digits, _")
+        super().__init__(table)
         self.dsn = dsn
         self.table = table
-        self.stats = StoreStats()
-        self._sizes = (min_size, max_size)
-        self._pool: Any = None
-        self._lock = asyncio.Lock()
-        self._queue: list[_Write] = []
-        self._writing: dict[str, asyncio.Future[Any]] = {}
-        self._flushing = False
-        self._closed = False
+        self._timeouts = (connect_timeout, command_timeout)
+        self._w = _Side()
+        self._r = _Side()
+        t = table
+        self._sql = {
+            "load": f"SELECT data::text, version, schema_version, updated_at FROM {t} WHERE key=$1",
+            "list": f'SELECT key FROM {t} WHERE starts_with(key, $1) ORDER BY key COLLATE "C"',
+            "version": f"SELECT version FROM {t} WHERE key = $1",
+            "insert": f"INSERT INTO {t} (key, data, version, schema_version, updated_at)"
+            " VALUES ($1, $2::jsonb, 1, $3, $4) ON CONFLICT (key) DO NOTHING RETURNING version",
+            "update": f"UPDATE {t} SET data = $2::jsonb, version = version + 1,"
+            " schema_version = $3, updated_at = $4 WHERE key = $1 AND version = $5"
+            " RETURNING version",
+            "delete_any": f"DELETE FROM {t} WHERE key = $1",
+            "delete": f"DELETE FROM {t} WHERE key = $1 AND version = $2 RETURNING version",
+            "create": f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY,"
+            " data JSONB NOT NULL, version BIGINT NOT NULL, schema_version INTEGER NOT NULL,"
+            " updated_at DOUBLE PRECISION NOT NULL)",
+        }
 
     def __repr__(self) -> str:
         return f"<PostgresStore table={self.table}>"
 
-    # -- connection ----------------------------------------------------------------------------
+    async def execute(self, sql: str, *args: Any) -> str:
+        """Run one SQL statement on the store's writer connection, in order with its commits
+        (administration: a migration, dropping a test table); its status string."""
+        writer, _ = self._ready()
+        result: str = await writer.run(self._run, self._w, _execute, sql, args)
+        return result
 
-    async def _db(self) -> Any:
-        if self._closed:
-            raise PersistenceError(f"{self!r} is closed", retryable=False)
-        if self._pool is not None:
-            return self._pool
-        async with self._lock:  # one opener; the others wait for its pool
-            if self._pool is None:
-                self._pool = await self._open()
-        return self._pool
+    async def _db(self) -> PostgresStore:
+        """The store itself (older tests reach ``execute`` through this)."""
+        return self
 
-    async def _open(self) -> Any:
+    # -- on the store's threads ----------------------------------------------------------------
+
+    def _run(self, side: _Side, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """On ``side``'s thread: run ``fn(conn, *args)`` to completion on the thread's loop."""
+        if side.loop is None:
+            side.loop = asyncio.new_event_loop()
+        return side.loop.run_until_complete(self._with_conn(side, fn, args))
+
+    async def _with_conn(
+        self, side: _Side, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> Any:
         try:
             import asyncpg
         except ImportError as exc:
@@ -84,215 +116,103 @@ class PostgresStore:
                 "PostgresStore needs asyncpg: pip install 'foundation-otp[postgres]'",
                 retryable=False,
             ) from exc
-        with _external():
-            try:
-                pool = await asyncpg.create_pool(
-                    self.dsn, min_size=self._sizes[0], max_size=self._sizes[1]
+        try:
+            if side.conn is None or side.conn.is_closed():
+                side.conn = None
+                conn = await asyncpg.connect(
+                    self.dsn, timeout=self._timeouts[0], command_timeout=self._timeouts[1]
                 )
-                async with pool.acquire() as conn:
-                    await conn.execute(
-                        f"CREATE TABLE IF NOT EXISTS {self.table} (key TEXT PRIMARY KEY,"
-                        " data JSONB NOT NULL, version BIGINT NOT NULL,"
-                        " schema_version INTEGER NOT NULL, updated_at DOUBLE PRECISION NOT NULL)"
-                    )
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise PersistenceError(
-                    f"cannot open PostgreSQL store ({type(exc).__name__}: {exc})",
-                    context={"table": self.table},
-                ) from exc
-        return pool
+                try:  # the other thread (or another machine) may create it at the same time
+                    with contextlib.suppress(
+                        asyncpg.UniqueViolationError, asyncpg.DuplicateTableError
+                    ):
+                        await conn.execute(self._sql["create"])
+                except BaseException:
+                    conn.terminate()
+                    raise
+                side.conn = conn
+            return await fn(side.conn, self, *args)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise PersistenceError(
+                f"{self!r}: {type(exc).__name__}: {exc}",
+                context={"table": self.table},
+            ) from exc
 
-    async def close(self) -> None:
-        """Finish queued writes, then close the pool; idempotent."""
-        if self._closed:
+    def _close_side(self, side: _Side) -> None:
+        if side.loop is None:
             return
-        if self._queue and not self._flushing:
-            await self._run_commits()
-        self._closed = True
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            with _external():
-                await pool.close()
+        if side.conn is not None:
+            conn, side.conn = side.conn, None
+            try:
+                side.loop.run_until_complete(conn.close(timeout=5))
+            except (OSError, TimeoutError):
+                conn.terminate()  # the server is gone: drop the socket
+        side.loop.close()
+        side.loop = None
 
-    # -- reads ---------------------------------------------------------------------------------
+    def _close_writer(self) -> None:
+        self._close_side(self._w)
 
-    async def load(self, key: str) -> Stored | None:
-        await _settled(self._writing, key)  # a write still in flight (a dead writer's) lands first
-        pool = await self._db()
-        with _external():
-            row = await pool.fetchrow(
-                f"SELECT data::text, version, schema_version, updated_at FROM {self.table}"
-                " WHERE key = $1",
-                key,
-            )
+    def _close_reader(self) -> None:
+        self._close_side(self._r)
+
+    def _load(self, key: str) -> Stored | None:
+        row = self._run(self._r, _fetchrow, self._sql["load"], (key,))
         if row is None:
             return None
         return Stored(key, json.loads(row[0]), row[1], row[2], row[3])
 
-    # -- writes --------------------------------------------------------------------------------
-
-    async def save(
-        self,
-        key: str,
-        data: dict[str, Any],
-        expected_version: int | None,
-        *,
-        schema_version: int = 1,
-    ) -> int:
-        return await self.save_json(
-            key, encode(key, data), expected_version, schema_version=schema_version
-        )
-
-    async def save_json(
-        self, key: str, text: str, expected_version: int | None, *, schema_version: int = 1
-    ) -> int:
-        """``save`` of data already encoded as JSON text (what persistent servers hand over)."""
-        check_key(key)
-        version = await self._write(key, text, expected_version, schema_version)
-        assert version is not None
-        return version
-
-    async def delete(self, key: str, expected_version: int | None) -> None:
-        check_key(key)
-        await self._write(key, None, expected_version, 0)
-
-    async def _write(
-        self, key: str, text: str | None, expected: int | None, schema_version: int
-    ) -> int | None:
-        await self._db()
-        fut: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(key, text, expected, schema_version, fut))
-        _track(self._writing, key, fut)
-        if not self._flushing:
-            await self._run_commits()
-        return await fut
-
-    async def _run_commits(self) -> None:
-        """Commit batches until the queue is empty (the caller is the leader meanwhile)."""
-        self._flushing = True
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    results = await self._commit(batch)
-                except FoundationError as err:
-                    _fail(batch, err)
-                    for w in batch:
-                        _forget(self._writing, w.key, w.fut)
-                    continue
-                except BaseException as exc:  # cancelled or a bug: nobody may wait forever
-                    waiting, self._queue = batch + self._queue, []
-                    _fail(
-                        waiting,
-                        PersistenceError(
-                            f"the writer of {self.table} stopped ({exc!r}) before committing; "
-                            "none of these writes was made",
-                            context={"table": self.table},
-                        ),
-                    )
-                    raise
-                self.stats.commits += 1
-                self.stats.writes += len(batch)
-                self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
-                for w, result in zip(batch, results, strict=True):
-                    _forget(self._writing, w.key, w.fut)
-                    if w.fut.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        w.fut.set_exception(result)
-                    else:
-                        w.fut.set_result(result)
-        finally:
-            self._flushing = False
-
-    async def _commit(self, batch: builtins.list[_Write]) -> builtins.list[Any]:
-        import asyncpg
-
-        pool = await self._db()
-        results: builtins.list[Any] = []
-        t = self.table
-        with _external():
-            try:
-                async with pool.acquire() as conn, conn.transaction():
-                    for w in batch:
-                        results.append(await self._one(conn, t, w))
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise PersistenceError(
-                    f"commit to {t} failed ({type(exc).__name__}: {exc}); none of its "
-                    f"{len(batch)} writes was made",
-                    context={"table": t},
-                ) from exc
-        return results
-
-    @staticmethod
-    async def _one(conn: Any, t: str, w: _Write) -> Any:
-        if w.text is None:
-            if w.expected is None:
-                await conn.execute(f"DELETE FROM {t} WHERE key = $1", w.key)
-                return None
-            row = await conn.fetchrow(
-                f"DELETE FROM {t} WHERE key = $1 AND version = $2 RETURNING version",
-                w.key,
-                w.expected,
-            )
-            if row is None:
-                actual = await conn.fetchval(f"SELECT version FROM {t} WHERE key = $1", w.key)
-                if actual is not None:
-                    return stale(w.key, w.expected, actual)
-            return None
-        if w.expected is None:
-            version = await conn.fetchval(
-                f"INSERT INTO {t} (key, data, version, schema_version, updated_at)"
-                " VALUES ($1, $2::jsonb, 1, $3, extract(epoch from clock_timestamp()))"
-                " ON CONFLICT (key) DO NOTHING RETURNING version",
-                w.key,
-                w.text,
-                w.schema_version,
-            )
-        else:
-            version = await conn.fetchval(
-                f"UPDATE {t} SET data = $2::jsonb, version = version + 1, schema_version = $3,"
-                " updated_at = extract(epoch from clock_timestamp())"
-                " WHERE key = $1 AND version = $4 RETURNING version",
-                w.key,
-                w.text,
-                w.schema_version,
-                w.expected,
-            )
-        if version is None:
-            actual = await conn.fetchval(f"SELECT version FROM {t} WHERE key = $1", w.key)
-            return stale(w.key, w.expected, actual)
-        return version
-
-    # -- listing (last: the method's name shadows the builtin in the class body) -----------
-
-    async def list(self, prefix: str = "") -> builtins.list[str]:
-        pool = await self._db()
-        with _external():
-            rows = await pool.fetch(
-                f'SELECT key FROM {self.table} WHERE starts_with(key, $1) ORDER BY key COLLATE "C"',
-                prefix,
-            )
+    def _list(self, prefix: str) -> builtins.list[str]:
+        rows = self._run(self._r, _fetch, self._sql["list"], (prefix,))
         return [r[0] for r in rows]
 
-
-def _fail(writes: builtins.list[_Write], err: BaseException) -> None:
-    for w in writes:
-        if not w.fut.done():
-            w.fut.set_exception(err)
+    def _commit(self, batch: builtins.list[Write]) -> builtins.list[Any]:
+        results: builtins.list[Any] = self._run(self._w, _commit, batch)
+        return results
 
 
-class _external:
-    """Marks network I/O as work outside the loop, so a virtual clock does not jump over it."""
+async def _execute(conn: Any, store: PostgresStore, sql: str, args: tuple[Any, ...]) -> Any:
+    return await conn.execute(sql, *args)
 
-    __slots__ = ("_cm",)
 
-    def __enter__(self) -> None:
-        rt = RUNTIME.get()
-        self._cm = rt.clock.external() if rt is not None else None
-        if self._cm is not None:
-            self._cm.__enter__()
+async def _fetchrow(conn: Any, store: PostgresStore, sql: str, args: tuple[Any, ...]) -> Any:
+    return await conn.fetchrow(sql, *args)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._cm is not None:
-            self._cm.__exit__(None, None, None)
+
+async def _fetch(conn: Any, store: PostgresStore, sql: str, args: tuple[Any, ...]) -> Any:
+    return await conn.fetch(sql, *args)
+
+
+async def _commit(
+    conn: Any, store: PostgresStore, batch: builtins.list[Write]
+) -> builtins.list[Any]:
+    """One transaction for the batch, each write checked by its own statement, in order."""
+    sql = store._sql
+    now = time.time()
+    results: builtins.list[Any] = []
+    async with conn.transaction():
+        for w in batch:
+            if w.text is None:  # a delete
+                if w.expected is None:
+                    await conn.execute(sql["delete_any"], w.key)
+                    results.append(None)
+                    continue
+                if await conn.fetchval(sql["delete"], w.key, w.expected) is None:
+                    actual = await conn.fetchval(sql["version"], w.key)
+                    if actual is not None:
+                        results.append(stale(w.key, w.expected, actual))
+                        continue
+                results.append(None)
+                continue
+            if w.expected is None:
+                version = await conn.fetchval(sql["insert"], w.key, w.text, w.schema_version, now)
+            else:
+                version = await conn.fetchval(
+                    sql["update"], w.key, w.text, w.schema_version, now, w.expected
+                )
+            if version is None:
+                actual = await conn.fetchval(sql["version"], w.key)
+                results.append(stale(w.key, w.expected, actual))
+            else:
+                results.append(version)
+    return results

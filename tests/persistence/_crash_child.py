@@ -1,8 +1,10 @@
 """Child process of the crash tests: acknowledged calls to persistent servers, printed as acked.
 
-``python _crash_child.py STORE_URL`` starts 8 persistent counters on the store (each comes back
-with its stored state) and has each add 1 in a loop, printing ``key value`` after each
-acknowledgement, until the parent SIGKILLs it.
+``python _crash_child.py STORE_URL calls`` starts 8 persistent counters on the store (each comes
+back with its stored state) and has each add 1 in a loop; ``... saves`` has 8 writers save
+counters straight to the store instead (load, then save after save with the version each
+returned). Either way it prints ``key value`` after each acknowledgement, until the parent
+SIGKILLs it.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ class Counter(PersistentServer):
         return Reply(n, self.State(count=n, check=7 * n))
 
 
-async def main(url: str) -> None:
-    async with Runtime(store=url):
+async def main(url: str, mode: str) -> None:
+    async with Runtime(store=url) as rt:
         keys = [f"crash/c{i}" for i in range(8)]
-        for key in keys:
-            await Counter.start(key=key, name=key)
+        if mode == "calls":
+            for key in keys:
+                await Counter.start(key=key, name=key)
 
         async def client(key: str) -> None:
             while True:
@@ -41,11 +44,20 @@ async def main(url: str) -> None:
                 sys.stdout.write(f"{key} {value}\n")
                 sys.stdout.flush()
 
+        async def saver(key: str) -> None:
+            stored = await rt.store.load(key)
+            n, version = (stored.data["count"], stored.version) if stored else (0, None)
+            while True:
+                n += 1
+                version = await rt.store.save(key, {"count": n, "check": 7 * n}, version)
+                sys.stdout.write(f"{key} {n}\n")
+                sys.stdout.flush()
+
         print("ready", flush=True)
-        pids = [spawn(client, key) for key in keys]
+        pids = [spawn(client if mode == "calls" else saver, key) for key in keys]
         for pid in pids:
             await wait_exit(pid)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1]))
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

@@ -1,9 +1,10 @@
 """Crash tests: SIGKILL an OS process mid-stream of acknowledged calls; nothing acked is lost.
 
-A child process (``_crash_child.py``) runs persistent counters and prints each acknowledged
-value; the test kills it with SIGKILL at random points (seeded), 20 times per store, restarts
-it on the same store, and checks that every counter resumes above its last acknowledged value
-and that no stored state is partial.
+A child process (``_crash_child.py``) runs counters, as persistent servers (``calls``) or as
+plain store saves (``saves``), and prints each acknowledged value; the test kills it with
+SIGKILL at random points (seeded), 20 times per store and mode, restarts it on the same store,
+and checks that every counter resumes above its last acknowledged value, that no stored state
+is partial and (SQLite) that ``PRAGMA integrity_check`` says ``ok``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import uuid
@@ -26,10 +28,10 @@ CHILD = Path(__file__).with_name("_crash_child.py")
 KILLS = 20
 
 
-def _run_and_kill(url: str, acks_before_kill: int) -> dict[str, list[int]]:
+def _run_and_kill(url: str, mode: str, acks_before_kill: int) -> dict[str, list[int]]:
     """Start the child, read ``acks_before_kill`` acknowledgements, SIGKILL it; acks per key."""
     proc = subprocess.Popen(
-        [sys.executable, str(CHILD), url],
+        [sys.executable, str(CHILD), url, mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -51,11 +53,11 @@ def _run_and_kill(url: str, acks_before_kill: int) -> dict[str, list[int]]:
     return acks
 
 
-def _kill_repeatedly(url: str, seed: int) -> dict[str, int]:
+def _kill_repeatedly(url: str, mode: str, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
     acked: dict[str, int] = {}
     for _ in range(KILLS):
-        acks = _run_and_kill(url, rng.randint(1, 300))
+        acks = _run_and_kill(url, mode, rng.randint(1, 300))
         for key, values in acks.items():
             # each run resumes from the stored state, which holds at least every acked change
             assert values[0] > acked.get(key, 0), (key, values[0], acked.get(key))
@@ -83,32 +85,40 @@ def _check(url: str, acked: dict[str, int]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("synchronous", ["normal", "full"])
+@pytest.mark.parametrize(
+    ("mode", "synchronous"), [("calls", "normal"), ("calls", "full"), ("saves", "normal")]
+)
 def test_sqlite_loses_no_acknowledged_change_across_20_sigkills(
-    tmp_path: Path, synchronous: str
+    tmp_path: Path, mode: str, synchronous: str
 ) -> None:
-    url = f"sqlite:///{tmp_path / 'crash.db'}?synchronous={synchronous}"
-    acked = _kill_repeatedly(url, seed=7)
+    path = tmp_path / "crash.db"
+    url = f"sqlite:///{path}?synchronous={synchronous}"
+    acked = _kill_repeatedly(url, mode, seed=7)
     assert len(acked) == 8
     _check(url, acked)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_postgres_loses_no_acknowledged_change_across_20_sigkills() -> None:
+@pytest.mark.parametrize("mode", ["calls", "saves"])
+def test_postgres_loses_no_acknowledged_change_across_20_sigkills(mode: str) -> None:
     dsn = service_or_skip("postgres", "FOUNDATION_TEST_PG_DSN")
     table = f"crash_{uuid.uuid4().hex[:10]}"
     url = f"{dsn}?table={table}"
     try:
-        acked = _kill_repeatedly(url, seed=11)
+        acked = _kill_repeatedly(url, mode, seed=11)
         assert len(acked) == 8
         _check(url, acked)
     finally:
 
         async def drop() -> None:
             async with Runtime(store=url) as rt:
-                pool = await rt.store._db()
-                await pool.execute(f"DROP TABLE IF EXISTS {table}")
+                await rt.store.execute(f"DROP TABLE IF EXISTS {table}")
 
         asyncio.run(drop())
         assert open_store(url).table == table  # type: ignore[attr-defined]

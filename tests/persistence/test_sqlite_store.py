@@ -1,4 +1,4 @@
-"""SQLiteStore: group commit shares transactions; a failed commit acknowledges nobody."""
+"""SQLiteStore: WAL and synchronous settings, readable JSON, one file shared across runtimes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from foundation import Runtime, spawn
-from foundation.errors import PersistenceError, StaleVersion
-from foundation.kernel.api import wait_exit
+from foundation import Runtime
+from foundation.errors import PersistenceError
 from foundation.persistence import SQLiteStore
 
 
@@ -21,76 +20,30 @@ def attached(runtime: Runtime, path: Path, **kw: str) -> SQLiteStore:
     return store
 
 
-async def test_concurrent_saves_are_group_committed_in_few_transactions(
-    runtime: Runtime, tmp_path: Path
+@pytest.mark.parametrize(("synchronous", "level"), [("normal", 1), ("full", 2)])
+async def test_the_file_is_in_wal_mode_with_the_synchronous_setting_asked_for(
+    runtime: Runtime, tmp_path: Path, synchronous: str, level: int
 ) -> None:
+    store = attached(runtime, tmp_path / "s.db", synchronous=synchronous)
+    await store.save("k", {}, None)
+    assert await store._writer.run(
+        lambda: (
+            store._wconn.execute("PRAGMA journal_mode").fetchone()[0],
+            store._wconn.execute("PRAGMA synchronous").fetchone()[0],
+        )
+    ) == ("wal", level)
+
+
+async def test_the_data_column_is_json_people_can_read(runtime: Runtime, tmp_path: Path) -> None:
     store = attached(runtime, tmp_path / "s.db")
-    await store.save("warm", {}, None)
-    before = store.stats.commits
-
-    async def writer(i: int) -> None:
-        await store.save(f"k{i}", {"i": i}, None)
-
-    pids = [spawn(writer, i) for i in range(200)]
-    for pid in pids:
-        await wait_exit(pid)
-    commits = store.stats.commits - before
-    assert 1 <= commits <= 10
-    assert store.stats.largest_batch >= 100
-    assert len(await store.list("k")) == 200
-
-
-async def test_two_saves_of_one_key_in_one_batch_see_each_other(
-    runtime: Runtime, tmp_path: Path
-) -> None:
-    store = attached(runtime, tmp_path / "s.db")
-    results: list[object] = []
-
-    async def writer(expected: int | None) -> None:
-        try:
-            results.append(await store.save("k", {"e": expected}, expected))
-        except StaleVersion as err:
-            results.append(err.code)
-
-    pids = [spawn(writer, e) for e in (None, 1, 1, 2)]
-    for pid in pids:
-        await wait_exit(pid)
-    assert results == [1, 2, "stale_version", 3]
-
-
-async def test_a_failed_commit_fails_every_write_in_it_and_the_store_goes_on(
-    runtime: Runtime, tmp_path: Path
-) -> None:
-    path = tmp_path / "s.db"
-    store = attached(runtime, path)
-    await store.save("ok", {"v": 1}, None)
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "CREATE TRIGGER poison BEFORE INSERT ON foundation_state WHEN NEW.key = 'poison' "
-        "BEGIN SELECT RAISE(ABORT, 'poisoned on purpose'); END"
-    )
-    conn.commit()
-    conn.close()
-    outcomes: dict[str, str] = {}
-
-    async def writer(key: str) -> None:
-        try:
-            await store.save(key, {}, None)
-            outcomes[key] = "acked"
-        except PersistenceError as err:
-            outcomes[key] = str(err)
-
-    await store.save("warm", {}, None)
-    pids = [spawn(writer, k) for k in ("a", "poison", "b")]
-    for pid in pids:
-        await wait_exit(pid)
-    # "a" may lead its own commit; "poison" and everything batched with it fail together
-    assert "poisoned on purpose" in outcomes["poison"]
-    for key in ("a", "b"):
-        stored = await store.load(key)
-        assert (stored is not None) == (outcomes[key] == "acked")
-    assert await store.load("poison") is None
-    assert await store.save("after", {"fine": True}, None) == 1
+    await store.save("agent/1", {"name": "Zoë", "tags": ["a"]}, None, schema_version=2)
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "s.db")
+    try:
+        row = conn.execute("SELECT key, data, version, schema_version FROM foundation_state")
+        assert row.fetchall() == [("agent/1", '{"name":"Zoë","tags":["a"]}', 1, 2)]
+    finally:
+        conn.close()
 
 
 def test_another_runtime_on_the_same_file_finds_every_acknowledged_save(tmp_path: Path) -> None:

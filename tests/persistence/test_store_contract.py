@@ -20,13 +20,15 @@ from foundation.testing import crash
 from tests.conftest import service_or_skip
 
 
-def _drop_pg_table(dsn: str, table: str) -> None:
+def _drop_pg_table(dsn: str, table: str, what: str = "") -> None:
+    """Drop a test's table (or ``what``, say ``FUNCTION IF EXISTS f``) once the test is over."""
+
     async def drop() -> None:
         import asyncpg
 
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.execute(f"DROP TABLE IF EXISTS {table}")
+            await conn.execute(f"DROP {what or 'TABLE IF EXISTS ' + table}")
         finally:
             await conn.close()
 

@@ -1,11 +1,13 @@
 """PostgresStore: the state store for several machines, on PostgreSQL through asyncpg.
 
 Same contract, write path and test suite as ``SQLiteStore`` (``GroupCommitStore``): saves are
-queued, and everything queued while a commit is in flight goes in the next transaction, each
-write checked by its own statement (``UPDATE ... WHERE key = $1 AND version = $expected``,
-``INSERT ... ON CONFLICT (key) DO NOTHING`` for a new key), so a stale write fails alone with
-``StaleVersion`` while the rest of its batch commits; a failed transaction fails the whole
-batch with ``PersistenceError`` and acknowledges none of it.
+queued, and everything queued while a commit is in flight is written together: one statement
+per batch (``unnest`` of the batch's arrays) in which each write is checked on its own row
+(``UPDATE ... WHERE key = k AND version = expected``, ``INSERT ... ON CONFLICT (key) DO
+NOTHING`` for a new key, ``DELETE ... WHERE version = expected``), so a stale write fails alone
+with ``StaleVersion`` while the rest of its batch commits. A key written twice in one batch
+takes a second statement in the same transaction (writes of one key apply in order). A failed
+statement fails the whole batch with ``PersistenceError`` and acknowledges none of it.
 
 asyncpg is asynchronous, but its connections do not run on the runtime's loop: each of the
 store's two kernel-owned threads (writer, reader) runs its own small event loop with one
@@ -71,14 +73,8 @@ class PostgresStore(GroupCommitStore):
         self._sql = {
             "load": f"SELECT data::text, version, schema_version, updated_at FROM {t} WHERE key=$1",
             "list": f'SELECT key FROM {t} WHERE starts_with(key, $1) ORDER BY key COLLATE "C"',
-            "version": f"SELECT version FROM {t} WHERE key = $1",
-            "insert": f"INSERT INTO {t} (key, data, version, schema_version, updated_at)"
-            " VALUES ($1, $2::jsonb, 1, $3, $4) ON CONFLICT (key) DO NOTHING RETURNING version",
-            "update": f"UPDATE {t} SET data = $2::jsonb, version = version + 1,"
-            " schema_version = $3, updated_at = $4 WHERE key = $1 AND version = $5"
-            " RETURNING version",
-            "delete_any": f"DELETE FROM {t} WHERE key = $1",
-            "delete": f"DELETE FROM {t} WHERE key = $1 AND version = $2 RETURNING version",
+            "versions": f"SELECT key, version FROM {t} WHERE key = ANY($1::text[])",
+            "round": _ROUND.format(t=t),
             "create": f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY,"
             " data JSONB NOT NULL, version BIGINT NOT NULL, schema_version INTEGER NOT NULL,"
             " updated_at DOUBLE PRECISION NOT NULL)",
@@ -186,33 +182,78 @@ async def _fetch(conn: Any, store: PostgresStore, sql: str, args: tuple[Any, ...
 async def _commit(
     conn: Any, store: PostgresStore, batch: builtins.list[Write]
 ) -> builtins.list[Any]:
-    """One transaction for the batch, each write checked by its own statement, in order."""
+    """One transaction for the batch: one statement per round (a key's n-th write in the batch
+    goes in round n, so each round names a key once and the writes of a key apply in order),
+    then, only if some write failed its check, one query for the versions that beat it."""
     sql = store._sql
     now = time.time()
-    results: builtins.list[Any] = []
-    async with conn.transaction():
-        for w in batch:
-            if w.text is None:  # a delete
-                if w.expected is None:
-                    await conn.execute(sql["delete_any"], w.key)
-                    results.append(None)
-                    continue
-                if await conn.fetchval(sql["delete"], w.key, w.expected) is None:
-                    actual = await conn.fetchval(sql["version"], w.key)
-                    if actual is not None:
-                        results.append(stale(w.key, w.expected, actual))
-                        continue
-                results.append(None)
-                continue
-            if w.expected is None:
-                version = await conn.fetchval(sql["insert"], w.key, w.text, w.schema_version, now)
-            else:
-                version = await conn.fetchval(
-                    sql["update"], w.key, w.text, w.schema_version, now, w.expected
-                )
-            if version is None:
-                actual = await conn.fetchval(sql["version"], w.key)
-                results.append(stale(w.key, w.expected, actual))
-            else:
-                results.append(version)
+    rounds: builtins.list[builtins.list[int]] = []
+    seen: dict[str, int] = {}
+    for i, w in enumerate(batch):
+        n = seen.get(w.key, 0)
+        seen[w.key] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    results: builtins.list[Any] = [None] * len(batch)
+    if len(rounds) == 1:  # one statement is a transaction by itself: no BEGIN/COMMIT trips
+        await _round(conn, sql, batch, rounds[0], results, now)
+    else:
+        async with conn.transaction():
+            for indices in rounds:
+                await _round(conn, sql, batch, indices, results, now)
     return results
+
+
+async def _round(
+    conn: Any,
+    sql: dict[str, str],
+    batch: builtins.list[Write],
+    indices: builtins.list[int],
+    results: builtins.list[Any],
+    now: float,
+) -> None:
+    """Write one round (``batch[i]`` for ``i`` in ``indices``) and fill in its ``results``."""
+    writes = [batch[i] for i in indices]
+    rows = await conn.fetch(
+        sql["round"],
+        [w.key for w in writes],
+        [w.text for w in writes],
+        [w.schema_version for w in writes],
+        [w.expected for w in writes],
+        now,
+    )
+    done = {r[0]: r[1] for r in rows}
+    failed = [(i, w) for i, w in zip(indices, writes, strict=True) if w.key not in done]
+    for i, w in zip(indices, writes, strict=True):
+        results[i] = done.get(w.key)
+    if failed:
+        actual = dict(await conn.fetch(sql["versions"], [w.key for _, w in failed]))
+        for i, w in failed:
+            now_at = actual.get(w.key)
+            if w.text is not None or now_at is not None:  # a delete of nothing is done
+                results[i] = stale(w.key, w.expected, now_at)
+
+
+# One round of a batch: $1 keys (each once), $2 JSON texts (NULL: a delete), $3 schema
+# versions, $4 expected versions (NULL: a new key, or a delete of any version), $5 the time.
+# Every change is checked in its own statement (INSERT ... ON CONFLICT DO NOTHING for a new
+# key, UPDATE/DELETE ... WHERE version = expected); the rows returned are the writes made.
+_ROUND = """WITH u AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(k, d, s, e)
+), ins AS (
+  INSERT INTO {t} (key, data, version, schema_version, updated_at)
+  SELECT k, d::jsonb, 1, s, $5 FROM u WHERE d IS NOT NULL AND e IS NULL
+  ON CONFLICT (key) DO NOTHING RETURNING key, version
+), upd AS (
+  UPDATE {t} SET data = u.d::jsonb, version = {t}.version + 1, schema_version = u.s,
+    updated_at = $5
+  FROM u WHERE u.d IS NOT NULL AND u.e IS NOT NULL AND {t}.key = u.k AND {t}.version = u.e
+  RETURNING {t}.key, {t}.version
+), del AS (
+  DELETE FROM {t} USING u
+  WHERE u.d IS NULL AND {t}.key = u.k AND (u.e IS NULL OR {t}.version = u.e)
+  RETURNING {t}.key, NULL::bigint AS version
+)
+SELECT key, version FROM ins UNION ALL SELECT key, version FROM upd
+UNION ALL SELECT key, version FROM del"""

@@ -241,6 +241,38 @@ async def test_data_that_is_not_json_ready_fails_only_its_own_save(store: Any) -
     assert await store.list("j") == [f"j{i}" for i in range(8) if i != 3]
 
 
+async def test_a_value_the_backend_cannot_store_fails_only_its_own_save(store: Any) -> None:
+    # Each backend may take or refuse these (PostgreSQL's jsonb refuses NaN and \u0000; UTF-8
+    # has no lone surrogates), but a refusal is that save's own, never its batch's.
+    odd: dict[str, Any] = {
+        "nul": {"s": "a\x00b"},
+        "surrogate": {"s": "\ud800"},
+        "nan": {"x": float("nan")},
+    }
+    outcomes: dict[str, str] = {}
+    messages: dict[str, str] = {}
+
+    async def writer(key: str) -> None:
+        try:
+            await store.save(key, odd.get(key, {"fine": key}), None)
+            outcomes[key] = "acked"
+        except PersistenceError as err:
+            outcomes[key] = "refused"
+            messages[key] = str(err)
+
+    keys = ["a", "nul", "b", "surrogate", "c", "nan", "d"]
+    pids = [spawn(writer, key) for key in keys]
+    for pid in pids:
+        await wait_exit(pid)
+    assert {k: outcomes[k] for k in "abcd"} == dict.fromkeys("abcd", "acked")
+    assert all(key in message for key, message in messages.items()), messages
+    for key in keys:
+        rec = await store.load(key)
+        assert (rec is not None) == (outcomes[key] == "acked"), key
+    if outcomes["nul"] == "acked":
+        assert (await store.load("nul")).data == odd["nul"]
+
+
 async def test_large_payloads_round_trip(store: Any) -> None:
     data = {"text": "é" * 1_000_000, "items": [{"n": n, "s": str(n)} for n in range(10_000)]}
     assert await store.save("large", data, None) == 1

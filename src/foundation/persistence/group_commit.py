@@ -79,6 +79,7 @@ class GroupCommitStore:
         self._rt = rt
         self._writer = rt.worker(f"{self.kind}-writer:{self._label}")
         self._reader = rt.worker(f"{self.kind}-reader:{self._label}")
+        self._forget_connections()  # any left belong to threads of an earlier runtime
         self._closed = False
 
     def _ready(self) -> tuple[ThreadWorker, ThreadWorker]:
@@ -174,7 +175,7 @@ class GroupCommitStore:
             return
         writer, _ = self._ready()
         batch, self._queue = self._queue, []
-        inflight = self._inflight = writer.submit(self._commit, batch)
+        inflight = self._inflight = writer.submit(self._commit_isolating, batch)
         inflight.add_done_callback(lambda done: self._committed(batch, done))
 
     def _committed(self, batch: list[Write], done: asyncio.Future[list[Any]]) -> None:
@@ -217,7 +218,43 @@ class GroupCommitStore:
             assert self._rt is not None
             self._rt.loop.call_soon(self._flush)
 
+    def _commit_isolating(self, batch: builtins.list[Write]) -> builtins.list[Any]:
+        """On the writer thread: commit the batch; if one write's own data made it fail (text
+        the database refuses), commit the writes one by one instead, so that only that write
+        fails (with its own error) and the others are not held hostage by it."""
+        try:
+            return self._commit(batch)
+        except Exception as exc:
+            if len(batch) == 1 or not self._row_error(exc):
+                raise
+        results: builtins.list[Any] = []
+        for w in batch:  # in order; each alone, so each outcome is exactly its own
+            try:
+                results.extend(self._commit([w]))
+            except Exception as exc:
+                results.append(self._refused(w, exc))
+        return results
+
+    def _refused(self, w: Write, exc: Exception) -> PersistenceError:
+        if isinstance(exc, PersistenceError) and not self._row_error(exc):
+            return exc
+        cause = exc.__cause__ if isinstance(exc, PersistenceError) and exc.__cause__ else exc
+        err = PersistenceError(
+            f"{self!r} refused the write of {w.key!r}: {type(cause).__name__}: {cause}",
+            context={"key": w.key},
+            retryable=False,
+        )
+        err.__cause__ = cause
+        return err
+
     # -- the backend's side (runs on the store's threads) --------------------------------------
+
+    def _row_error(self, exc: BaseException) -> bool:
+        """Did the data of one write (not the database) make ``exc`` happen?"""
+        return isinstance(exc, UnicodeEncodeError)  # a lone surrogate: not UTF-8 text
+
+    def _forget_connections(self) -> None:
+        """Drop (without closing) connections made on threads that are gone."""
 
     def _commit(self, batch: builtins.list[Write]) -> builtins.list[Any]:
         raise NotImplementedError

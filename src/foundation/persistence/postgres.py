@@ -128,11 +128,32 @@ class PostgresStore(GroupCommitStore):
                     raise
                 side.conn = conn
             return await fn(side.conn, self, *args)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (
+            OSError,
+            TimeoutError,
+            UnicodeEncodeError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+        ) as exc:
             raise PersistenceError(
                 f"{self!r}: {type(exc).__name__}: {exc}",
                 context={"table": self.table},
             ) from exc
+
+    def _forget_connections(self) -> None:
+        self._w, self._r = _Side(), _Side()
+
+    def _row_error(self, exc: BaseException) -> bool:
+        cause = exc.__cause__ if isinstance(exc, PersistenceError) else exc
+        if isinstance(cause, UnicodeEncodeError):
+            return True
+        try:
+            import asyncpg
+        except ImportError:
+            return False
+        # class 22 (data exception): JSON the jsonb type refuses (NaN, \u0000), numbers
+        # out of range: the fault of one write's data
+        return isinstance(cause, asyncpg.DataError)
 
     def _close_side(self, side: _Side) -> None:
         if side.loop is None:

@@ -80,6 +80,9 @@ class SQLiteStore(GroupCommitStore):
         conn.execute(_SCHEMA)
         return conn
 
+    def _forget_connections(self) -> None:
+        self._wconn = self._rconn = None
+
     def _close_writer(self) -> None:
         if self._wconn is not None:
             self._wconn.close()

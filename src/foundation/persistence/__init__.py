@@ -9,6 +9,7 @@ from foundation.errors import PersistenceError as PersistenceError
 from foundation.errors import StaleVersion as StaleVersion
 from foundation.errors import StateCorrupt as StateCorrupt
 from foundation.persistence.memory import MemoryStore as MemoryStore
+from foundation.persistence.postgres import PostgresStore as PostgresStore
 from foundation.persistence.server import PersistentServer as PersistentServer
 from foundation.persistence.sqlite import SQLiteStore as SQLiteStore
 from foundation.persistence.sqlite import StoreStats as StoreStats
@@ -20,6 +21,7 @@ __all__ = [
     "MemoryStore",
     "PersistenceError",
     "PersistentServer",
+    "PostgresStore",
     "SQLiteStore",
     "StaleVersion",
     "StateCorrupt",

@@ -206,6 +206,11 @@ async def main() -> None:
         if args.only in (None, "calls"):
             await sqlite_table("persistent server calls", durable_calls, tmp, args)
     if args.pg and args.only in (None, "pg"):
+        try:
+            import asyncpg  # noqa: F401
+        except ImportError:
+            print("\nPostgreSQL: skipped (asyncpg is not installed: the postgres extra)")
+            return
         await pg_table(args.pg, args)
 
 

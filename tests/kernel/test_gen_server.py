@@ -368,3 +368,60 @@ async def wait_until_registered(name: str) -> None:
     from foundation.testing import wait_until
 
     await wait_until(lambda: whereis(name))
+
+
+class Holder(GenServer):
+    """Holds its mailbox on the cast ``"hold"``; the test releases it through ``holds``."""
+
+    async def init(self, holds: list[Any]) -> Any:
+        self.holds = holds
+        return 0
+
+    async def handle_cast(self, request: Any, state: int) -> Any:
+        self.holds.append((self, self.hold_mailbox()))
+        return state + 1
+
+    async def handle_call(self, request: Any, caller: Any, state: int) -> Any:
+        return Reply(state, state)
+
+
+def mailbox_length(runtime: Runtime, pid: Any) -> int:
+    return next(p.mailbox for p in runtime.processes() if p.pid == pid)
+
+
+async def test_a_held_mailbox_takes_no_message_until_it_is_released(runtime: Runtime) -> None:
+    holds: list[Any] = []
+    pid = await Holder.start(holds)
+    cast(pid, "hold")
+    answers: list[int] = []
+
+    async def caller() -> None:
+        answers.append(await call(pid, "get"))
+
+    c = spawn(caller)
+    await wait_until(lambda: holds and mailbox_length(runtime, pid) == 1)
+    other = await Holder.start([])
+    for _ in range(5):  # the loop goes round: the held server could run, and must not
+        await call(other, "get")
+    assert mailbox_length(runtime, pid) == 1
+    assert answers == []  # the call waits behind the hold
+    server, hold = holds[0]
+    server.release_mailbox(hold)
+    await wait_exit(c)
+    assert answers == [1]
+    server.release_mailbox(hold, RuntimeError("late"))  # a second release changes nothing
+    assert await call(pid, "get") == 1
+
+
+async def test_a_mailbox_released_with_an_error_crashes_the_idle_server_with_it(
+    runtime: Runtime,
+) -> None:
+    holds: list[Any] = []
+    pid = await Holder.start(holds)
+    exited = wait_exit(pid)
+    cast(pid, "hold")
+    await wait_until(lambda: bool(holds))
+    server, hold = holds[0]
+    err = RuntimeError("the change could not be made final")
+    server.release_mailbox(hold, err)
+    assert await exited is err

@@ -127,3 +127,46 @@ async def test_a_failed_commit_fails_every_write_in_it_and_the_store_goes_on(sto
         assert await store.load(key) is None  # acknowledged by nobody, made by nobody
     assert await store.save("after", {"fine": True}, None) == 1
     assert await store.save("ok", {"v": 2}, 1) == 2
+
+
+async def test_stale_writes_among_others_in_one_batch_fail_alone(store: Any) -> None:
+    for key in ("a", "b", "e"):
+        await store.save(key, {"n": 0}, None)
+    commits = store.stats.commits
+    results: dict[str, object] = {}
+
+    async def writer(key: str, expected: int | None) -> None:
+        try:
+            results[key] = await store.save(key, {"n": 1}, expected)
+        except StaleVersion as err:
+            results[key] = (err.code, err.context["actual"])
+
+    plan = [("a", 1), ("b", 7), ("c", None), ("d", 3), ("e", None)]
+    pids = [spawn(writer, key, expected) for key, expected in plan]
+    for pid in pids:
+        await wait_exit(pid)
+    assert results == {
+        "a": 2,
+        "b": ("stale_version", 1),  # behind the store
+        "c": 1,
+        "d": ("stale_version", None),  # an update of a key that was never made
+        "e": ("stale_version", 1),  # a create of a key that exists
+    }
+    assert store.stats.commits == commits + 1  # one batch
+    assert [(await store.load(k)) is not None for k in "abcde"] == [True, True, True, False, True]
+    assert (await store.load("a")).data == {"n": 1}
+    assert (await store.load("b")).version == 1
+    assert (await store.load("e")).data == {"n": 0}
+
+
+async def test_a_batch_larger_than_one_statement_is_written_whole(store: Any) -> None:
+    async def writer(i: int) -> None:
+        version = await store.save(f"k{i}", {"i": i}, None)
+        assert await store.save(f"k{i}", {"i": -i}, version) == 2
+
+    pids = [spawn(writer, i) for i in range(1100)]  # more rows than one statement takes
+    for pid in pids:
+        await wait_exit(pid)
+    assert store.stats.largest_batch > 512  # so SQLite split it into statements
+    assert len(await store.list("k")) == 1100
+    assert (await store.load("k1099")).data == {"i": -1099}

@@ -63,9 +63,51 @@ class GatedStore(MemoryStore):
         return await super().save_json(key, text, expected_version, **kw)
 
 
-@pytest.fixture
-def store(runtime: Runtime) -> GatedStore:
-    s = GatedStore()
+class GatedCallbackStore(GatedStore):
+    """A GatedStore that also tells saves by callback (``save_json_then``), as the SQLite and
+    PostgreSQL stores do: persistent servers then reply from the store's answer, not from a
+    handler awaiting it. Answers come in a later loop pass, as from a real commit."""
+
+    def save_json_then(
+        self, key: str, text: str, expected: int | None, schema_version: int, then: Any
+    ) -> None:
+        def settle() -> None:
+            if self.fail_with is not None:
+                then(None, self.fail_with)
+                return
+            try:
+                version = self._put(key, text, expected, schema_version)
+            except StaleVersion as err:
+                then(None, err)
+            else:
+                then(version, None)
+
+        loop = asyncio.get_running_loop()
+        if self.gate is None:
+            loop.call_soon(settle)
+            return
+        self.waiting += 1
+        self.entered.set()
+
+        def opened(_: object) -> None:
+            self.waiting -= 1
+            settle()
+
+        self.gate.add_done_callback(opened)
+
+    def _put(self, key: str, text: str, expected: int | None, schema_version: int) -> int:
+        current = self._records.get(key)
+        actual = current[1] if current is not None else None
+        if actual != expected:
+            raise StaleVersion("stale", key=key, expected=expected, actual=actual)
+        self._records[key] = (text, (actual or 0) + 1, schema_version, 0.0)
+        self.saves += 1
+        return (actual or 0) + 1
+
+
+@pytest.fixture(params=["awaited", "callback"])
+def store(request: pytest.FixtureRequest, runtime: Runtime) -> GatedStore:
+    s = GatedStore() if request.param == "awaited" else GatedCallbackStore()
     runtime.store = s
     return s
 
@@ -102,6 +144,30 @@ async def test_a_cast_is_durable_before_the_next_message_is_taken(
     assert stored is not None
     assert stored.data["balance"] == 3
     assert stored.version == 2  # the initial state, then the cast
+
+
+async def test_no_message_is_taken_while_a_cast_s_save_is_in_flight(
+    runtime: Runtime, store: GatedStore
+) -> None:
+    await Account.start(key="acct-1", name="acct-1")
+    other = await Account.start(key="other")
+    store.gate = runtime.loop.create_future()
+    cast("acct-1", 3)
+    await store.entered.wait()
+    answers: list[int] = []
+
+    async def caller() -> None:
+        answers.append(await call("acct-1", "get"))
+
+    pid = spawn(caller)
+    for _ in range(5):  # the loop goes round; the server must not take the call yet
+        await call(other, "get")
+    assert answers == []
+    assert store.waiting == 1  # the cast's save alone: the call was not taken
+    store.gate.set_result(None)
+    await wait_exit(pid)
+    assert answers == [3]
+    assert (await store.load("acct-1")).data["balance"] == 3  # type: ignore[union-attr]
 
 
 async def test_initial_state_is_saved_before_start_returns(

@@ -17,6 +17,7 @@ did, and a late reply after a timeout is discarded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from math import ceil
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -73,6 +74,7 @@ class GenServer:
     is_supervisor: ClassVar[bool] = False
     pid: Pid
     _held_replies: list[tuple[From, Any]] | None = None
+    _hold: asyncio.Future[BaseException | None] | None = None
 
     # -- callbacks --------------------------------------------------------------------------
 
@@ -297,6 +299,13 @@ class GenServer:
                 state = await self._continue(cont, state)
             while True:
                 mb = proc.mailbox
+                hold = self._hold
+                if hold is not None and (mb or hold.done()):
+                    error = await hold  # the change before is final (or failed: crash now)
+                    if self._hold is hold:
+                        self._hold = None
+                    if error is not None:
+                        raise error
                 if not mb:
                     waiter = create_future()
                     proc.waiter = waiter
@@ -341,6 +350,31 @@ class GenServer:
             proc.last_state = state
             await self._terminate(proc, exc, state)
             raise
+
+    # -- holding the mailbox -----------------------------------------------------------------
+
+    def hold_mailbox(self) -> asyncio.Future[BaseException | None]:
+        """Take no further message until the returned future is released with
+        ``release_mailbox`` (for a change that is not final yet: a save in flight). Released
+        with an error, the server crashes with it as soon as it sees it, message or not."""
+        hold: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self._hold = hold
+        return hold
+
+    def release_mailbox(
+        self, hold: asyncio.Future[BaseException | None], error: BaseException | None = None
+    ) -> None:
+        """Let the server take messages again, or (``error``) make it crash with ``error``."""
+        if hold.done():
+            return
+        hold.set_result(error)
+        if error is not None:  # wake it even with an empty mailbox: it must crash now
+            proc = self.pid._proc
+            w = proc.waiter if proc is not None else None
+            if w is not None:
+                proc.waiter = None  # type: ignore[union-attr]
+                if not w.done():
+                    w.set_result(None)
 
     async def _call_result(self, proc: Process, caller: From, result: Any) -> Any:
         if type(result) is NoReply:

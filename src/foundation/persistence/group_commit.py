@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from foundation.errors import FoundationError, PersistenceError
 from foundation.kernel.context import RUNTIME
-from foundation.persistence.memory import check_key, encode, settled, track
+from foundation.persistence.memory import check_key, encode, settled
 from foundation.persistence.store import Stored
 
 if TYPE_CHECKING:
     from foundation.kernel.runtime import Runtime, ThreadWorker
 
-__all__ = ["GroupCommitStore", "StoreStats", "Write"]
+__all__ = ["GroupCommitStore", "StoreStats", "Then", "Write"]
+
+Then = Callable[[int | None, BaseException | None], None]
+"""Told a write's outcome in the pass its commit is answered: ``(version, None)`` or
+``(None, error)``."""
 
 
 @dataclass(slots=True)
@@ -47,6 +52,7 @@ class Write:
     expected: int | None
     schema_version: int
     fut: asyncio.Future[int | None] = field(repr=False)
+    then: Then | None = field(default=None, repr=False)
 
 
 class GroupCommitStore:
@@ -144,13 +150,41 @@ class GroupCommitStore:
         assert version is not None
         return version
 
+    def save_json_nowait(
+        self, key: str, text: str, expected_version: int | None, schema_version: int = 1
+    ) -> asyncio.Future[int | None]:
+        """``save_json`` without the coroutine: the future answers once the save is durable
+        (what a persistent server awaits on every change)."""
+        check_key(key)
+        return self._write(key, text, expected_version, schema_version)
+
+    def save_json_then(
+        self,
+        key: str,
+        text: str,
+        expected_version: int | None,
+        schema_version: int,
+        then: Then,
+    ) -> None:
+        """``save_json`` told by callback: ``then(version, error)`` runs once the save is
+        durable (or failed), in the very pass that answers its commit, with no task woken to
+        hear it (what a persistent server uses to reply without a round trip of its own)."""
+        if type(key) is not str or not key:
+            check_key(key)
+        self._write(key, text, expected_version, schema_version, then)
+
     async def delete(self, key: str, expected_version: int | None) -> None:
         """Remove ``key`` if it is still at ``expected_version`` (``None``: any), durably."""
         check_key(key)
         await self._write(key, None, expected_version, 0)
 
     def _write(
-        self, key: str, text: str | None, expected: int | None, schema_version: int
+        self,
+        key: str,
+        text: str | None,
+        expected: int | None,
+        schema_version: int,
+        then: Then | None = None,
     ) -> asyncio.Future[int | None]:
         """Queue a write; the future answers once its commit is durable (a plain function:
         one coroutine less per save)."""
@@ -159,8 +193,8 @@ class GroupCommitStore:
         rt = self._rt
         assert rt is not None
         fut: asyncio.Future[int | None] = rt.loop.create_future()
-        self._queue.append(Write(key, text, expected, schema_version, fut))
-        track(self._writing, key, fut)
+        self._queue.append(Write(key, text, expected, schema_version, fut, then))
+        self._writing[key] = fut  # the latest write of the key: ``load`` waits for it
         if self._inflight is None and not self._scheduled:
             # Start the commit at the end of this loop pass, so that every save made in the
             # same pass (servers woken together make theirs together) joins the batch.
@@ -196,7 +230,13 @@ class GroupCommitStore:
             for w in batch:
                 if writing.get(w.key) is w.fut:
                     del writing[w.key]
-                if not w.fut.done():
+                if w.then is not None:
+                    w.fut.set_result(None)  # only ``load`` waits on it: settled, not answered
+                    try:
+                        w.then(None, err)
+                    except Exception as exc:
+                        self._callback_failed(exc)
+                elif not w.fut.done():
                     w.fut.set_exception(err)
         else:
             stats = self.stats
@@ -207,6 +247,17 @@ class GroupCommitStore:
                 fut = w.fut
                 if writing.get(w.key) is fut:
                     del writing[w.key]
+                then = w.then
+                if then is not None:
+                    fut.set_result(None)  # only ``load`` waits on it: settled, not answered
+                    try:
+                        if isinstance(result, BaseException):
+                            then(None, result)
+                        else:
+                            then(result, None)
+                    except Exception as exc:
+                        self._callback_failed(exc)
+                    continue
                 if fut.done():  # its caller was killed: the write landed all the same
                     continue
                 if isinstance(result, BaseException):
@@ -217,6 +268,13 @@ class GroupCommitStore:
             self._scheduled = True
             assert self._rt is not None
             self._rt.loop.call_soon(self._flush)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        """A ``save_json_then`` callback raised: reported, and the other writes still answered."""
+        assert self._rt is not None
+        self._rt.loop.call_exception_handler(
+            {"message": f"a save callback of {self!r} raised", "exception": exc}
+        )
 
     def _commit_isolating(self, batch: builtins.list[Write]) -> builtins.list[Any]:
         """On the writer thread: commit the batch; if one write's own data made it fail (text

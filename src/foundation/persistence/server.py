@@ -26,7 +26,7 @@ from foundation.errors import FoundationError, InvalidArgument, PersistenceError
 from foundation.kernel.child_spec import ChildSpec, Restart, Shutdown
 from foundation.kernel.context import current_runtime
 from foundation.kernel.gen_server import GenServer, answer
-from foundation.kernel.messages import Continue, NoReply, Reply, Stop
+from foundation.kernel.messages import UNSET, Continue, NoReply, Reply, Stop
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
 from foundation.persistence.store import StateStore, Stored
@@ -210,43 +210,125 @@ class PersistentServer(GenServer):
         return data
 
     async def _save(self, state: Any) -> None:
+        """Make ``state`` durable (if it changed since the last save)."""
+        pending = self._save_soon(state)
+        if pending is not None:
+            await self._saved_as(pending)
+
+    def _encode(self, state: Any) -> str:
         if not isinstance(state, self.State):
             raise PersistenceError(
                 f"{type(self).__name__} {self.key!r}: a handler returned {type(state).__name__} "
                 f"as state, not {self.State.__name__}; nothing was saved",
                 retryable=False,
             )
-        text = state.model_dump_json()  # one pass in pydantic-core; compared as text
+        return state.model_dump_json()  # one pass in pydantic-core; compared as text
+
+    def _save_behind(
+        self, state: Any, held: list[tuple[From, Any]], caller: From | None, value: Any
+    ) -> bool:
+        """Hand ``state`` to the store and return at once, holding the mailbox, ``caller`` and
+        ``held`` replies until the store says it is durable; ``False`` if it is unchanged."""
+        text = state.model_dump_json() if type(state) is self.State else self._encode(state)
         if text == self._saved:
-            return
-        save_json = self._save_json
-        if save_json is None:  # the stores of this package take the JSON text as is
-            store = self._store()
-            save_json = getattr(store, "save_json", None) or _via_save(store)
-            self._save_json = save_json
+            return False
+        hold = self.hold_mailbox()
+        self._behind = (hold, text, held, caller, value)
         try:
-            self.version = await save_json(
-                self.key, text, self.version, schema_version=self.schema_version
-            )
-        except FoundationError:
+            self._then(self.key, text, self.version, self.schema_version, self._saved_behind)
+        except BaseException:
+            self.release_mailbox(hold)
             raise
-        except Exception as exc:
-            raise PersistenceError(
-                f"could not save the state of {self.key!r}: {exc!r}",
-                context={"key": self.key},
-            ) from exc
-        self._saved = text
+        return True
+
+    def _saved_behind(self, version: int | None, error: BaseException | None) -> None:
+        """The store's answer to ``_save_behind``: reply, or fail the callers and crash."""
+        hold, text, held, caller, value = self._behind
+        self._behind = None
+        if error is None:
+            assert version is not None
+            self.version = version
+            self._saved = text
+            for c, v in held:
+                answer(c, v)
+            if caller is not None:
+                answer(caller, value)
+            self.release_mailbox(hold)
+            return
+        if not isinstance(error, FoundationError):
+            error = _not_saved(self, error)  # type: ignore[arg-type]
+        for c in [c for c, _ in held] + ([caller] if caller is not None else []):
+            if not c.fut.done():
+                c.fut.set_exception(error)
+        self.release_mailbox(hold, error)
+
+    def _save_soon(self, state: Any) -> Awaitable[int] | None:
+        """Hand ``state`` to the store; what to await until it is durable, or ``None`` when it
+        is what was saved last. A plain function, so the handler awaits the store's own future
+        (one coroutine frame less to suspend and resume on every save)."""
+        text = self._encode(state)
+        if text == self._saved:
+            return None
+        save = self._save_json or self._bind_save()
+        self._saving = text
+        return save(self.key, text, self.version, self.schema_version)  # type: ignore[no-any-return]
+
+    def _bind_save(self) -> Any:
+        """The store's fastest way to take JSON text: a future (``save_json_nowait``), else
+        ``save_json``, else ``save`` of the decoded data."""
+        store = self._store()
+        self._then = getattr(store, "save_json_then", None)
+        save = getattr(store, "save_json_nowait", None)
+        if save is None:
+            save = _via_save_json(getattr(store, "save_json", None)) or _via_save(store)
+        self._save_json = save
+        return save
+
+    async def _saved_as(self, pending: Awaitable[int]) -> None:
+        self._done_saving(await _durable(self, pending))
+
+    def _done_saving(self, version: int) -> None:
+        self.version = version
+        self._saved = self._saving
 
     _saved: str | None = None
+    _saving: str | None = None
     _save_json: Any = None
+    _then: Any = None  # the store's ``save_json_then``, once bound
+    _behind: Any = None  # what ``_saved_behind`` answers: (hold, text, held, caller, value)
+
+
+async def _durable(server: PersistentServer, pending: Awaitable[int]) -> int:
+    """Await a save; what is not already a ``FoundationError`` becomes a ``PersistenceError``."""
+    try:
+        return await pending
+    except FoundationError:
+        raise
+    except Exception as exc:
+        raise _not_saved(server, exc) from exc
+
+
+def _not_saved(server: PersistentServer, exc: Exception) -> PersistenceError:
+    return PersistenceError(
+        f"could not save the state of {server.key!r}: {exc!r}", context={"key": server.key}
+    )
+
+
+def _via_save_json(save_json: Any) -> Any:
+    """Positional arguments for a store's ``save_json`` (``None`` if it has none)."""
+    if save_json is None:
+        return None
+
+    def save(key: str, text: str, expected: int | None, schema_version: int) -> Any:
+        return save_json(key, text, expected, schema_version=schema_version)
+
+    return save
 
 
 def _via_save(store: StateStore) -> Any:
     """``save_json`` for a store that only has ``save`` (it takes the data decoded)."""
 
-    async def save_json(
-        key: str, text: str, expected: int | None, *, schema_version: int = 1
-    ) -> int:
+    async def save_json(key: str, text: str, expected: int | None, schema_version: int) -> int:
         return await store.save(key, json.loads(text), expected, schema_version=schema_version)
 
     return save_json
@@ -283,18 +365,39 @@ def _persisting(fn: Callable[..., Awaitable[Any]], *, with_caller: bool) -> Any:
             result = await fn(self, *args)
         finally:
             self._held_replies = outer
-        state = _state_of(result)
-        if state is not None or type(result) is not Stop:
-            try:
-                await self._save(state)
-            except PersistenceError as err:
-                callers = [c for c, _ in held]
+        t = type(result)
+        unchanged = False
+        try:
+            if outer is None and self._then is not None:
+                # The usual case: reply (or take the next message) once the store says the
+                # save is durable, without a round trip through this handler.
                 if with_caller:
-                    callers.append(args[1])
-                for caller in callers:
-                    if not caller.fut.done():
-                        caller.fut.set_exception(err)
-                raise
+                    if t is Reply and result.continue_with is UNSET:
+                        if self._save_behind(result.state, held, args[1], result.value):
+                            return NoReply(result.state)
+                        unchanged = True  # answered below
+                elif t is not Stop and t is not Continue and t is not NoReply:
+                    if self._save_behind(result, held, None, None):
+                        return result
+                    unchanged = True
+            if not unchanged and (t is not Stop or result.state is not None):
+                pending = self._save_soon(_state_of(result))
+                if pending is not None:
+                    try:
+                        version = await pending
+                    except FoundationError:
+                        raise
+                    except Exception as exc:  # a store outside this package
+                        raise _not_saved(self, exc) from exc
+                    self._done_saving(version)
+        except PersistenceError as err:
+            callers = [c for c, _ in held]
+            if with_caller:
+                callers.append(args[1])
+            for caller in callers:
+                if not caller.fut.done():
+                    caller.fut.set_exception(err)
+            raise
         for caller, value in held:
             answer(caller, value)
         return result
@@ -308,6 +411,7 @@ def _loading(fn: Callable[..., Awaitable[Any]]) -> Any:
 
     @functools.wraps(fn)
     async def init(self: PersistentServer, args: Any) -> Any:
+        self._bind_save()
         loaded = await self._load()
         if loaded is not None:
             if type(loaded) is not Stop:

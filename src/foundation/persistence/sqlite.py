@@ -23,6 +23,7 @@ people to read), ``version INTEGER, schema_version INTEGER, updated_at REAL`` (U
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import sqlite3
 import time
@@ -51,6 +52,36 @@ _UPSERT = (
     " updated_at=excluded.updated_at"
 )
 _CHUNK = 500  # keys per SELECT ... IN (...), under SQLite's parameter limit
+_BUCKET_MAX = 512  # rows per statement of the one-statement path (sizes: powers of two)
+_PAD = ("", "", 0, 0)  # a padding row: no key is empty (and None would cost sqlite3 an
+# adapter lookup that raises and formats an AttributeError per parameter)
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)  # UPDATE ... FROM
+
+
+def _bucket(n: int) -> int:
+    """The statement size for ``n`` rows: the next power of two (few distinct statements, so
+    SQLite's statement cache keeps them prepared); the rest of the rows are padding."""
+    return 1 << (n - 1).bit_length()
+
+
+@functools.cache
+def _update_sql(n: int) -> str:
+    rows = ",".join(["(?,?,?,?)"] * n)
+    return (
+        "UPDATE foundation_state SET data=b.column2, version=b.column3+1,"
+        f" schema_version=b.column4, updated_at=? FROM (VALUES {rows}) AS b"
+        " WHERE foundation_state.key=b.column1 AND foundation_state.version=b.column3"
+    )
+
+
+@functools.cache
+def _insert_sql(n: int) -> str:
+    rows = ",".join(["(?,?,?)"] * n)
+    return (
+        "INSERT INTO foundation_state (key, data, version, schema_version, updated_at)"
+        f" SELECT column1, column2, 1, column3, ? FROM (VALUES {rows})"
+        " WHERE column1 <> '' ON CONFLICT(key) DO NOTHING"
+    )
 
 
 class SQLiteStore(GroupCommitStore):
@@ -77,6 +108,7 @@ class SQLiteStore(GroupCommitStore):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
         conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA temp_store=MEMORY")  # the VALUES of a batch statement
         conn.execute(_SCHEMA)
         return conn
 
@@ -117,14 +149,65 @@ class SQLiteStore(GroupCommitStore):
     def _commit(self, batch: builtins.list[Write]) -> builtins.list[Any]:
         """On the writer thread: check every version and write the batch in one transaction.
 
-        Versions are checked in order in Python (a later write of a key in the batch sees the
-        earlier one); the surviving upserts then go to SQLite in runs of one ``executemany``.
+        The usual batch (saves of distinct keys) is one ``UPDATE ... FROM (VALUES ...)`` whose
+        ``WHERE`` checks each version, and one ``INSERT`` of the new keys: two statements, so
+        the thread takes the GIL back a handful of times per commit, not once per row, and a
+        busy event loop cannot starve it. If any write in it is stale, that transaction is
+        rolled back and the batch goes the exact way: versions checked in order in Python (a
+        later write of a key in the batch sees the earlier one), each stale write answered
+        with its own ``StaleVersion``.
         """
         if self._wconn is None:
             self._wconn = self._connect()
         conn = self._wconn
-        results: list[Any] = []
         now = time.time()
+        if _UPDATE_FROM and len({w.key for w in batch}) == len(batch):
+            fast = self._commit_fast(conn, batch, now)
+            if fast is not None:
+                return fast
+        return self._commit_exact(conn, batch, now)
+
+    @staticmethod
+    def _commit_fast(
+        conn: sqlite3.Connection, batch: builtins.list[Write], now: float
+    ) -> builtins.list[Any] | None:
+        """Write a batch of distinct keys with one UPDATE and one INSERT per (up to)
+        ``_BUCKET_MAX`` rows; ``None`` (rolled back) if it holds a delete or a stale write."""
+        updates: list[Any] = []
+        inserts: list[Any] = []
+        for w in batch:
+            if w.text is None:
+                return None
+            if w.expected is None:
+                inserts.append((w.key, w.text, w.schema_version))
+            else:
+                updates.append((w.key, w.text, w.expected, w.schema_version))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for rows, width, sql in ((updates, 4, _update_sql), (inserts, 3, _insert_sql)):
+                for i in range(0, len(rows), _BUCKET_MAX):
+                    chunk = rows[i : i + _BUCKET_MAX]
+                    size = _bucket(len(chunk))
+                    params: list[Any] = [now]
+                    for row in chunk:
+                        params.extend(row)
+                    params.extend(_PAD[:width] * (size - len(chunk)))
+                    if conn.execute(sql(size), params).rowcount != len(chunk):
+                        conn.execute("ROLLBACK")  # a stale write: the exact way answers it
+                        return None
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return [1 if w.expected is None else w.expected + 1 for w in batch]
+
+    def _commit_exact(
+        self, conn: sqlite3.Connection, batch: builtins.list[Write], now: float
+    ) -> builtins.list[Any]:
+        """Check every version in order in Python and write the surviving upserts and deletes
+        in one transaction, in runs of one ``executemany``."""
+        results: list[Any] = []
         upserts: list[tuple[str, str, int, int, float]] = []
         conn.execute("BEGIN IMMEDIATE")  # the write lock first: versions read below stay true
         try:

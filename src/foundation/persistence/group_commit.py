@@ -73,6 +73,7 @@ class GroupCommitStore:
         self._writer: ThreadWorker | None = None
         self._reader: ThreadWorker | None = None
         self._queue: list[Write] = []
+        self._settle: asyncio.Future[Any] | None = None  # the queued batch's, for callback writes
         self._writing: dict[str, asyncio.Future[Any]] = {}
         self._inflight: asyncio.Future[Any] | None = None
         self._scheduled = False
@@ -192,7 +193,13 @@ class GroupCommitStore:
             self._ready()
         rt = self._rt
         assert rt is not None
-        fut: asyncio.Future[int | None] = rt.loop.create_future()
+        fut: asyncio.Future[int | None] | None
+        if then is None:
+            fut = rt.loop.create_future()
+        else:  # told by callback: one future per batch, for ``load`` to wait on, is enough
+            fut = self._settle
+            if fut is None:
+                fut = self._settle = rt.loop.create_future()
         self._queue.append(Write(key, text, expected, schema_version, fut, then))
         self._writing[key] = fut  # the latest write of the key: ``load`` waits for it
         if self._inflight is None and not self._scheduled:
@@ -209,10 +216,16 @@ class GroupCommitStore:
             return
         writer, _ = self._ready()
         batch, self._queue = self._queue, []
+        settle, self._settle = self._settle, None
         inflight = self._inflight = writer.submit(self._commit_isolating, batch)
-        inflight.add_done_callback(lambda done: self._committed(batch, done))
+        inflight.add_done_callback(lambda done: self._committed(batch, done, settle))
 
-    def _committed(self, batch: list[Write], done: asyncio.Future[list[Any]]) -> None:
+    def _committed(
+        self,
+        batch: list[Write],
+        done: asyncio.Future[list[Any]],
+        settle: asyncio.Future[Any] | None,
+    ) -> None:
         """Answer every caller of a finished commit, then start the next one if saves wait."""
         self._inflight = None
         writing = self._writing
@@ -231,7 +244,6 @@ class GroupCommitStore:
                 if writing.get(w.key) is w.fut:
                     del writing[w.key]
                 if w.then is not None:
-                    w.fut.set_result(None)  # only ``load`` waits on it: settled, not answered
                     try:
                         w.then(None, err)
                     except Exception as exc:
@@ -249,7 +261,6 @@ class GroupCommitStore:
                     del writing[w.key]
                 then = w.then
                 if then is not None:
-                    fut.set_result(None)  # only ``load`` waits on it: settled, not answered
                     try:
                         if isinstance(result, BaseException):
                             then(None, result)
@@ -264,6 +275,8 @@ class GroupCommitStore:
                     fut.set_exception(result)
                 else:
                     fut.set_result(result)
+        if settle is not None:
+            settle.set_result(None)  # only ``load`` waits on it: settled, not answered
         if self._queue and not self._scheduled:
             self._scheduled = True
             assert self._rt is not None

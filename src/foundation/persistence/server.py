@@ -185,7 +185,7 @@ class PersistentServer(GenServer):
                 context={"key": self.key, "fields": fields, "version": stored.version},
             ) from exc
         self.version = stored.version
-        self._saved = state.model_dump_json()
+        self._saved = _json(state)
         if stored.schema_version != self.schema_version or data != stored.data:
             self._saved = None
             await self._save(state)  # the migrated shape is the durable one from now on
@@ -222,14 +222,14 @@ class PersistentServer(GenServer):
                 f"as state, not {self.State.__name__}; nothing was saved",
                 retryable=False,
             )
-        return state.model_dump_json()  # one pass in pydantic-core; compared as text
+        return _json(state)
 
     def _save_behind(
         self, state: Any, held: list[tuple[From, Any]], caller: From | None, value: Any
     ) -> bool:
         """Hand ``state`` to the store and return at once, holding the mailbox, ``caller`` and
         ``held`` replies until the store says it is durable; ``False`` if it is unchanged."""
-        text = state.model_dump_json() if type(state) is self.State else self._encode(state)
+        text = _json(state) if type(state) is self.State else self._encode(state)
         if text == self._saved:
             return False
         hold = self.hold_mailbox()
@@ -312,6 +312,12 @@ def _not_saved(server: PersistentServer, exc: Exception) -> PersistenceError:
     return PersistenceError(
         f"could not save the state of {server.key!r}: {exc!r}", context={"key": server.key}
     )
+
+
+def _json(state: BaseModel) -> str:
+    """``state.model_dump_json()`` straight from pydantic-core (the same defaults, without the
+    keyword-forwarding wrapper: half the cost on every save); compared as text."""
+    return state.__pydantic_serializer__.to_json(state).decode()
 
 
 def _via_save_json(save_json: Any) -> Any:

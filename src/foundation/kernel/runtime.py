@@ -71,7 +71,11 @@ class Runtime:
         self.watchers: list[Callable[[], None]] = []
         self.event_handlers: list[EventHandler] = []
         self._ids = itertools.count(1)
-        self._dying: set[asyncio.Task[None]] = set()
+        # Tasks of exited processes, until their coroutine returns (shutdown waits for them).
+        # Pruned in bulk when the list doubles, not by a done callback per task: that callback
+        # cost a loop callback on every process exit.
+        self._dying: list[asyncio.Task[None]] = []
+        self._dying_prune_at = 64
         self._threads: set[asyncio.Future[Any]] = set()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._processes: concurrent.futures.ProcessPoolExecutor | None = None
@@ -301,8 +305,11 @@ class Runtime:
         """Bookkeeping after a process's exit processing (runs in its dying task)."""
         task = proc.task
         if task is not None and not task.done():
-            self._dying.add(task)
-            task.add_done_callback(self._dying.discard)
+            dying = self._dying
+            dying.append(task)
+            if len(dying) >= self._dying_prune_at:
+                dying[:] = [t for t in dying if not t.done()]
+                self._dying_prune_at = max(64, 2 * len(dying))
         if isinstance(reason, BaseException) and not isinstance(reason, asyncio.CancelledError):
             state = proc.last_state
             extra = ""

@@ -193,26 +193,55 @@ async def pg_table(dsn: str, args: argparse.Namespace) -> None:
         _row("", writers, ours, base)
 
 
-async def main() -> None:
+def uvloop_row(tmp: str, args: argparse.Namespace) -> None:
+    """Persistent server calls at 100 servers (normal) on uvloop (``foundation[fast]``), each
+    round beside the same on the default asyncio loop and the naive loop."""
+    try:
+        import uvloop
+    except ImportError:
+        print("\nuvloop: skipped (not installed: the fast extra)")
+        return
+    per = 30 if args.quick else 300
+    on_uv, on_asyncio, base = [], [], []
+    for _ in range(args.rounds):
+        name = uuid.uuid4().hex
+        on_uv.append(
+            uvloop.run(durable_calls(os.path.join(tmp, f"u{name}.db"), "normal", 100, per))
+        )
+        on_asyncio.append(
+            asyncio.run(durable_calls(os.path.join(tmp, f"a{name}.db"), "normal", 100, per))
+        )
+        base.append(naive(os.path.join(tmp, f"n{name}.db"), "normal", 10_000))
+    print(
+        f"\nPersistent server calls, 100 servers, normal; {args.rounds} rounds, medians, per second"
+    )
+    print(f"{'loop':>11} {'servers':>7} {'foundation':>11} {'naive loop':>11} {'ratio':>7}")
+    _row("asyncio", 100, on_asyncio, base)
+    _row("uvloop", 100, on_uv, base)
+
+
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pg", default=os.environ.get("FOUNDATION_TEST_PG_DSN", ""))
-    parser.add_argument("--only", choices=["store", "calls", "pg"], default=None)
+    parser.add_argument("--only", choices=["store", "calls", "uvloop", "pg"], default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "store"):
-            await sqlite_table("SQLiteStore saves", store_saves, tmp, args)
+            asyncio.run(sqlite_table("SQLiteStore saves", store_saves, tmp, args))
         if args.only in (None, "calls"):
-            await sqlite_table("persistent server calls", durable_calls, tmp, args)
+            asyncio.run(sqlite_table("persistent server calls", durable_calls, tmp, args))
+        if args.only in (None, "uvloop"):
+            uvloop_row(tmp, args)
     if args.pg and args.only in (None, "pg"):
         try:
             import asyncpg  # noqa: F401
         except ImportError:
             print("\nPostgreSQL: skipped (asyncpg is not installed: the postgres extra)")
             return
-        await pg_table(args.pg, args)
+        asyncio.run(pg_table(args.pg, args))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -368,13 +368,9 @@ class GenServer:
         if hold.done():
             return
         hold.set_result(error)
-        if error is not None:  # wake it even with an empty mailbox: it must crash now
-            proc = self.pid._proc
-            w = proc.waiter if proc is not None else None
-            if w is not None:
-                proc.waiter = None  # type: ignore[union-attr]
-                if not w.done():
-                    w.set_result(None)
+        proc = self.pid._proc
+        if error is not None and proc is not None:  # even with an empty mailbox: crash now
+            proc.wake()
 
     async def _call_result(self, proc: Process, caller: From, result: Any) -> Any:
         if type(result) is NoReply:

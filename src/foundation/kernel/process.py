@@ -224,6 +224,10 @@ class Process:
         if mb is None:
             mb = self.mailbox = deque()
         mb.append(msg)
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the process if it waits for a message (``deliver`` has this inlined)."""
         w = self.waiter
         if w is not None:
             self.waiter = None

@@ -15,7 +15,7 @@ from typing import Any
 from foundation.errors import InvalidArgument, PersistenceError, StaleVersion
 from foundation.persistence.store import Stored
 
-__all__ = ["MemoryStore", "check_key", "encode", "forget", "settled", "stale", "track"]
+__all__ = ["MemoryStore", "check_key", "encode", "settled", "stale"]
 
 
 class MemoryStore:
@@ -91,18 +91,6 @@ def stale(key: str, expected: int | None, actual: int | None) -> StaleVersion:
         expected=expected,
         actual=actual,
     )
-
-
-def track(writing: dict[str, asyncio.Future[Any]], key: str, fut: asyncio.Future[Any]) -> None:
-    """Remember ``fut`` as the latest write of ``key`` in flight (writes of a key land in order,
-    so waiting for the latest waits for them all); ``forget`` it once answered."""
-    writing[key] = fut
-
-
-def forget(writing: dict[str, asyncio.Future[Any]], key: str, fut: asyncio.Future[Any]) -> None:
-    """Drop ``fut`` from the writes in flight, unless a later write of ``key`` replaced it."""
-    if writing.get(key) is fut:
-        del writing[key]
 
 
 async def settled(writing: dict[str, asyncio.Future[Any]], key: str) -> None:

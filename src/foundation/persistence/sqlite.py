@@ -64,22 +64,26 @@ def _bucket(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
+def _values(n: int, width: int) -> str:
+    """``VALUES`` of ``n`` rows of ``width`` parameters each."""
+    row = "(" + ",".join("?" * width) + ")"
+    return "VALUES " + ",".join([row] * n)
+
+
 @functools.cache
 def _update_sql(n: int) -> str:
-    rows = ",".join(["(?,?,?,?)"] * n)
     return (
         "UPDATE foundation_state SET data=b.column2, version=b.column3+1,"
-        f" schema_version=b.column4, updated_at=? FROM (VALUES {rows}) AS b"
+        f" schema_version=b.column4, updated_at=? FROM ({_values(n, 4)}) AS b"
         " WHERE foundation_state.key=b.column1 AND foundation_state.version=b.column3"
     )
 
 
 @functools.cache
 def _insert_sql(n: int) -> str:
-    rows = ",".join(["(?,?,?)"] * n)
     return (
         "INSERT INTO foundation_state (key, data, version, schema_version, updated_at)"
-        f" SELECT column1, column2, 1, column3, ? FROM (VALUES {rows})"
+        f" SELECT column1, column2, 1, column3, ? FROM ({_values(n, 3)})"
         " WHERE column1 <> '' ON CONFLICT(key) DO NOTHING"
     )
 
@@ -151,11 +155,10 @@ class SQLiteStore(GroupCommitStore):
 
         The usual batch (saves of distinct keys) is one ``UPDATE ... FROM (VALUES ...)`` whose
         ``WHERE`` checks each version, and one ``INSERT`` of the new keys: two statements, so
-        the thread takes the GIL back a handful of times per commit, not once per row, and a
-        busy event loop cannot starve it. If any write in it is stale, that transaction is
-        rolled back and the batch goes the exact way: versions checked in order in Python (a
-        later write of a key in the batch sees the earlier one), each stale write answered
-        with its own ``StaleVersion``.
+        the thread takes the GIL back a handful of times per commit, not once per row. If any
+        write in it is stale, that transaction is rolled back and the batch goes the exact way:
+        versions checked in order in Python (a later write of a key in the batch sees the
+        earlier one), each stale write answered with its own ``StaleVersion``.
         """
         if self._wconn is None:
             self._wconn = self._connect()

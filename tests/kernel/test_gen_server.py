@@ -425,3 +425,73 @@ async def test_a_mailbox_released_with_an_error_crashes_the_idle_server_with_it(
     err = RuntimeError("the change could not be made final")
     server.release_mailbox(hold, err)
     assert await exited is err
+
+
+async def test_stopping_an_idle_server_exits_it_at_once_like_any_exit(runtime: Runtime) -> None:
+    """An idle server without ``terminate`` is stopped in place: the caller does not wait for a
+    loop pass, yet links, monitors, its name and its pending callers see a normal exit."""
+
+    class Deferring(Counter):
+        async def handle_call(self, request: Any, caller: Any, state: int) -> Any:
+            if request == "later":
+                return NoReply(state)  # never answered: the stop must fail this caller
+            return await super().handle_call(request, caller, state)
+
+    pid = await Deferring.start(1, name="idle")
+    proc = pid._proc
+    assert proc is not None
+    downs: list[Any] = []
+
+    async def watcher() -> None:
+        monitor(pid)
+        downs.append(await receive())
+
+    w = spawn(watcher)
+    await sync(w)
+    failures: list[Any] = []
+
+    async def deferred_caller() -> None:
+        try:
+            await call(pid, "later")
+        except ProcessExited as exc:
+            failures.append(exc.reason)
+
+    c = spawn(deferred_caller)
+    await call(pid, "get")  # the deferred call was taken before this one
+    await GenServer.stop(pid, reason="shutdown")
+    assert not is_alive(pid)
+    assert whereis("idle") is None
+    await wait_exit(w)
+    await wait_exit(c)
+    assert [(d.pid, d.reason) for d in downs] == [(pid, "shutdown")]
+    assert failures == ["shutdown"]
+    assert proc.task is not None
+    await proc.task  # its task ends on its own (shutdown would wait for it too)
+    assert proc.status == "exited" and proc.reason == "shutdown"
+
+
+async def test_stop_handles_the_messages_sent_before_it_first(runtime: Runtime) -> None:
+    seen: list[int] = []
+
+    class Recording(Counter):
+        async def handle_cast(self, request: Any, state: int) -> Any:
+            seen.append(request)
+            return state + request
+
+    pid = await Recording.start(0)
+    for i in range(5):
+        cast(pid, i)
+    await GenServer.stop(pid)
+    assert seen == [0, 1, 2, 3, 4]
+    assert not is_alive(pid)
+
+
+async def test_a_server_stopped_in_place_leaves_no_task_behind_the_runtime(
+    runtime: Runtime,
+) -> None:
+    pid = await Counter.start(0)
+    proc = pid._proc
+    assert proc is not None
+    await GenServer.stop(pid)
+    await runtime.shutdown()
+    assert proc.task is not None and proc.task.done()

@@ -8,7 +8,19 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from foundation import NoReply, Reply, Runtime, Stop, Supervisor, call, cast, reply, spawn
+from foundation import (
+    GenServer,
+    NoReply,
+    Reply,
+    Runtime,
+    Stop,
+    Supervisor,
+    call,
+    cast,
+    is_alive,
+    reply,
+    spawn,
+)
 from foundation.errors import (
     InitError,
     InvalidArgument,
@@ -167,6 +179,28 @@ async def test_no_message_is_taken_while_a_cast_s_save_is_in_flight(
     store.gate.set_result(None)
     await wait_exit(pid)
     assert answers == [3]
+    assert (await store.load("acct-1")).data["balance"] == 3  # type: ignore[union-attr]
+
+
+async def test_a_stop_waits_for_the_save_in_flight_and_exits_with_it_durable(
+    runtime: Runtime, store: GatedStore
+) -> None:
+    pid = await Account.start(key="acct-1")
+    other = await Account.start(key="other")
+    store.gate = runtime.loop.create_future()
+    cast(pid, 3)
+    await store.entered.wait()
+
+    async def stopper() -> None:
+        await GenServer.stop(pid)
+
+    s = spawn(stopper)
+    for _ in range(5):  # the loop goes round; the server must not exit before its save
+        await call(other, "get")
+    assert is_alive(pid)
+    store.gate.set_result(None)
+    await wait_exit(s)
+    assert not is_alive(pid)
     assert (await store.load("acct-1")).data["balance"] == 3  # type: ignore[union-attr]
 
 

@@ -34,10 +34,11 @@ from foundation.errors import (
 )
 from foundation.kernel.api import stop_request
 from foundation.kernel.child_spec import ChildSpec, Restart, Shutdown
-from foundation.kernel.context import PROCESS, current_process, current_runtime
+from foundation.kernel.context import PROCESS, RUNTIME, current_runtime
 from foundation.kernel.messages import UNSET, Continue, Control, Exit, NoReply, Reply, Stop
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import (
+    EXITED,
     Cast,
     From,
     Process,
@@ -143,16 +144,21 @@ class GenServer:
         link: bool,
         setup: Any = None,
     ) -> Pid:
-        rt = current_runtime()
-        parent = current_process()
+        rt = RUNTIME.get()
+        if rt is None:
+            rt = current_runtime()  # raises NoRuntime
+        parent = PROCESS.get()
         server = cls()
         if setup is not None:
             setup(server)
-        via = name if _is_via(name) else None
-        if name is not None and via is None and not isinstance(name, str):
-            raise InvalidArgument(
-                f"invalid name for {cls.__name__}: {name!r} (a str or ('via', registry, key))"
-            )
+        via = None
+        if name is not None:
+            if _is_via(name):
+                via = name
+            elif not isinstance(name, str):
+                raise InvalidArgument(
+                    f"invalid name for {cls.__name__}: {name!r} (a str or ('via', registry, key))"
+                )
         started: asyncio.Future[Pid] = rt.loop.create_future()
         proc = rt.spawn_process(
             server._serve,
@@ -167,24 +173,18 @@ class GenServer:
             is_supervisor=cls.is_supervisor,
         )
         server.pid = proc.pid
-
-        def on_exit(reason: Any) -> None:  # killed or crashed before init finished
-            if not started.done():
-                started.set_exception(
-                    InitError(
-                        f"{cls.__name__} exited during init: {format_reason(reason)}",
-                        reason=reason,
-                        context={"pid": proc.pid},
-                    )
-                )
-
-        proc.add_exit_callback(on_exit)
+        proc.start_fut = started  # failed with InitError if the process exits during init
         # Await ``started`` itself (it is ours alone), its deadline in the call-deadline wheel:
         # no timer of its own and no extra loop pass.
-        deadline = None
+        bucket = None
         if timeout is not None:
-            deadline = From(started, None, "init", f"{cls.__name__}.init", timeout)
-            bucket = rt.deadlines.add(deadline, timeout)
+            deadline = From(started, None, "init", cls, timeout)
+            deadlines = rt.deadlines  # CallDeadlines.add, inlined as in ``call``
+            key = ceil((deadlines.now() + timeout) * 1000.0)
+            bucket = deadlines.buckets.get(key)
+            if bucket is None:
+                bucket = deadlines.open(key)
+            bucket.add(deadline)
         try:
             return await started
         except InitError as exc:
@@ -201,9 +201,8 @@ class GenServer:
                 context={"pid": proc.pid},
             ) from None
         finally:
-            if deadline is not None:
+            if bucket is not None:
                 bucket.discard(deadline)
-            proc.remove_exit_callback(on_exit)
 
     @classmethod
     def child_spec(
@@ -231,8 +230,30 @@ class GenServer:
 
     @staticmethod
     async def stop(target: Any, reason: Any = "normal", timeout: float | None = None) -> None:
-        """Stop a server in order (``terminate`` runs) and wait until it has exited."""
-        proc = stop_request(target, reason)
+        """Stop a server in order (``terminate`` runs) and wait until it has exited.
+
+        A server that waits on an empty mailbox, holds no save in flight and has no
+        ``terminate`` of its own has nothing left to run: it exits here and now (links, monitors,
+        name and callers as for any exit), and its task ends on the loop's next pass.
+        """
+        proc = target._proc if type(target) is Pid else None
+        if proc is not None:
+            waiter = proc.waiter
+            server = proc.server
+            if (
+                waiter is not None
+                and server is not None
+                and server._hold is None
+                and proc.pending_exit is UNSET
+                and type(server).terminate is GenServer.terminate
+                and not waiter.done()
+            ):
+                proc.finish(reason)
+                waiter.set_result(None)  # the server loop sees it has exited and returns
+                return
+            proc.deliver_system(StopRequest(reason))
+        else:
+            proc = stop_request(target, reason)  # a name, or a dead pid: NoProcess
         if not await proc.wait_exited(timeout):
             raise CallTimeout(
                 f"{proc.describe()} did not stop within {timeout}s",
@@ -241,10 +262,25 @@ class GenServer:
 
     # -- the server loop ----------------------------------------------------------------------
 
-    async def _init(
-        self, proc: Process, args: Any, started: asyncio.Future[Pid], via: Any
-    ) -> tuple[bool, Any, Any]:
-        """Run ``init``; returns (ok, state or exit reason, continue argument)."""
+    def _init_failed(self, proc: Process, started: asyncio.Future[Pid], reason: Any) -> Any:
+        """``init`` failed or stopped: the starter gets ``InitError``; returns the exit reason."""
+        parent = proc.parent
+        if parent is not None:  # the starter gets the error, not an exit signal
+            proc.unlink(parent)
+        if not started.done():
+            err = InitError(
+                f"{type(self).__name__} failed in init: {format_reason(reason)}",
+                reason=reason,
+                context={"pid": proc.pid},
+            )
+            if isinstance(reason, BaseException):
+                err.__cause__ = reason
+            started.set_exception(err)
+        return reason
+
+    async def _serve(self, args: Any, started: asyncio.Future[Pid], via: Any) -> Any:
+        proc = PROCESS.get()
+        assert proc is not None
         proc.status = "starting"
         cont: Any = UNSET
         try:
@@ -252,41 +288,19 @@ class GenServer:
                 from foundation.kernel.registry import register_via
 
                 await register_via(proc, via[1], via[2])
-            result = await self.init(args)
-            if isinstance(result, Stop):
-                raise _Stopping(result.reason, None)
-            if isinstance(result, Continue):
-                state, cont = result.state, result.arg
-            elif isinstance(result, Control):
-                raise BadReturn(f"{type(self).__name__}.init returned {result!r}")
-            else:
-                state = result
+            state = await self.init(args)
+            if isinstance(state, Control):
+                if isinstance(state, Stop):
+                    return self._init_failed(proc, started, state.reason)
+                if not isinstance(state, Continue):
+                    raise BadReturn(f"{type(self).__name__}.init returned {state!r}")
+                state, cont = state.state, state.arg
         except Exception as exc:
-            reason = exc.reason if isinstance(exc, _Stopping) else exc
-            parent = proc.parent
-            if parent is not None:  # the starter gets the error, not an exit signal
-                proc.unlink(parent)
-            if not started.done():
-                err = InitError(
-                    f"{type(self).__name__} failed in init: {format_reason(reason)}",
-                    reason=reason,
-                    context={"pid": proc.pid},
-                )
-                if isinstance(reason, BaseException):
-                    err.__cause__ = reason
-                started.set_exception(err)
-            return False, reason, cont
+            return self._init_failed(proc, started, exc)
         proc.status = "running"
+        proc.start_fut = None
         if not started.done():
             started.set_result(proc.pid)
-        return True, state, cont
-
-    async def _serve(self, args: Any, started: asyncio.Future[Pid], via: Any) -> Any:
-        proc = PROCESS.get()
-        assert proc is not None
-        ok, state, cont = await self._init(proc, args, started, via)
-        if not ok:
-            return state
         del args, started, via  # an idle server keeps nothing it no longer needs
         rt = proc.runtime
         create_future = rt.loop.create_future
@@ -310,6 +324,8 @@ class GenServer:
                     waiter = create_future()
                     proc.waiter = waiter
                     await waiter
+                    if proc.status is EXITED:  # stopped in place by GenServer.stop
+                        return proc.reason
                     continue
                 msg = mb.popleft()
                 t = type(msg)
@@ -332,6 +348,8 @@ class GenServer:
                         state = await self._control(result, "handle_cast")
                     else:
                         state = result
+                elif t is StopRequest:
+                    return await self._terminate(proc, msg.reason, state)
                 elif isinstance(msg, SysMsg):
                     state = self._system(msg, state)
                 else:
@@ -419,11 +437,13 @@ class GenServer:
         elif isinstance(msg, StateRequest):
             if not msg.fut.done():
                 msg.fut.set_result(state)
-        elif isinstance(msg, StopRequest):
+        elif isinstance(msg, StopRequest):  # a subclass of it (the loop takes StopRequest)
             raise _Stopping(msg.reason, state)
         return state
 
     async def _terminate(self, proc: Process, reason: Any, state: Any) -> Any:
+        if type(self).terminate is GenServer.terminate:
+            return reason  # nothing to run: skip creating and awaiting the default coroutine
         try:
             await self.terminate(reason, state)
         except Exception as exc:

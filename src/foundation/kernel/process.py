@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from foundation.errors import MailboxFull, ProcessExited, ReceiveTimeout, format_reason
+from foundation.errors import InitError, MailboxFull, ProcessExited, ReceiveTimeout, format_reason
 from foundation.kernel.context import PROCESS
 from foundation.kernel.messages import UNSET, Down, Exit
 from foundation.kernel.pid import Pid, Ref
@@ -150,6 +150,7 @@ class Process:
         "restarts",
         "runtime",
         "server",
+        "start_fut",
         "started",
         "status",
         "task",
@@ -191,6 +192,8 @@ class Process:
         self.deferred: set[From] | None = None
         self.exit_fut: asyncio.Future[Any] | None = None
         self.on_exit: list[Callable[[Any], None]] | None = None
+        # What a starter awaits until init has finished (GenServer.start); failed by ``finish``.
+        self.start_fut: asyncio.Future[Any] | None = None
         self.restarts = 0
         self.server: Any = None
         self.last_state: Any = UNSET
@@ -224,10 +227,14 @@ class Process:
         if mb is None:
             mb = self.mailbox = deque()
         mb.append(msg)
-        self.wake()
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
 
     def wake(self) -> None:
-        """Wake the process if it waits for a message (``deliver`` has this inlined)."""
+        """Wake the process if it waits for a message (the delivery paths have this inlined)."""
         w = self.waiter
         if w is not None:
             self.waiter = None
@@ -301,7 +308,21 @@ class Process:
         self.waiter = None
         pid = self.pid
         rt = self.runtime
-        rt.forget(self)
+        rt.procs.pop(pid.id, None)  # Runtime.forget, inlined: every exit runs it
+        rt.top.pop(pid.id, None)
+        if self.name is not None and rt.names.get(self.name) is self:
+            del rt.names[self.name]
+        start_fut = self.start_fut
+        if start_fut is not None:
+            self.start_fut = None
+            if not start_fut.done():  # killed or crashed before init finished
+                start_fut.set_exception(
+                    InitError(
+                        f"{self.behaviour} exited during init: {format_reason(reason)}",
+                        reason=reason,
+                        context={"pid": pid},
+                    )
+                )
         inflight = self.inflight
         if inflight is not None:
             self.inflight = None
@@ -430,14 +451,18 @@ class Process:
             if not waiter.done():
                 waiter.set_result(True)
 
-        self.add_exit_callback(on_exit)
+        callbacks = self.on_exit  # add_exit_callback, inlined (every GenServer.stop runs this)
+        if callbacks is None:
+            callbacks = self.on_exit = []
+        callbacks.append(on_exit)
         timer = None if timeout is None else rt.clock.call_later(timeout, _expire, waiter)
         try:
             return await waiter
         finally:
             if timer is not None:
                 timer.cancel()
-            self.remove_exit_callback(on_exit)
+            if self.on_exit is not None:  # None once finish has run the callbacks
+                self.remove_exit_callback(on_exit)
 
     # -- receiving (plain processes) --------------------------------------------------------
 

@@ -293,14 +293,6 @@ class Runtime:
             "or ('via', registry, key))"
         )
 
-    def forget(self, proc: Process) -> None:
-        """Remove an exiting process from the table and the name registry."""
-        pid_id = proc.pid.id
-        self.procs.pop(pid_id, None)
-        self.top.pop(pid_id, None)
-        if proc.name is not None and self.names.get(proc.name) is proc:
-            del self.names[proc.name]
-
     def exited(self, proc: Process, reason: Any) -> None:
         """Bookkeeping after a process's exit processing (runs in its dying task)."""
         task = proc.task

@@ -297,7 +297,8 @@ class Process:
             raise
         if self.pending_exit is not UNSET:
             reason = self.pending_exit
-        self.finish(reason)
+        if self.status is not EXITED:  # GenServer.stop may have run the exit already
+            self.finish(reason)
 
     def finish(self, reason: Any) -> None:
         """Exit processing: fail callers, signal links, fire monitors, free the pid."""

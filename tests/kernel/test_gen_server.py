@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -438,8 +439,6 @@ async def test_stopping_an_idle_server_exits_it_at_once_like_any_exit(runtime: R
             return await super().handle_call(request, caller, state)
 
     pid = await Deferring.start(1, name="idle")
-    proc = pid._proc
-    assert proc is not None
     downs: list[Any] = []
 
     async def watcher() -> None:
@@ -465,9 +464,6 @@ async def test_stopping_an_idle_server_exits_it_at_once_like_any_exit(runtime: R
     await wait_exit(c)
     assert [(d.pid, d.reason) for d in downs] == [(pid, "shutdown")]
     assert failures == ["shutdown"]
-    assert proc.task is not None
-    await proc.task  # its task ends on its own (shutdown would wait for it too)
-    assert proc.status == "exited" and proc.reason == "shutdown"
 
 
 async def test_stop_handles_the_messages_sent_before_it_first(runtime: Runtime) -> None:
@@ -490,8 +486,8 @@ async def test_a_server_stopped_in_place_leaves_no_task_behind_the_runtime(
     runtime: Runtime,
 ) -> None:
     pid = await Counter.start(0)
-    proc = pid._proc
-    assert proc is not None
     await GenServer.stop(pid)
     await runtime.shutdown()
-    assert proc.task is not None and proc.task.done()
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert [t for t in left if "Process.main" in repr(t.get_coro())] == []
+

@@ -16,6 +16,7 @@ from foundation.kernel.clock import wait_future
 from foundation.kernel.context import current_process, current_runtime
 from foundation.kernel.pid import Pid, Ref
 from foundation.kernel.process import Process, StopRequest
+from foundation.kernel.receive import receive_in
 from foundation.kernel.runtime import Runtime
 
 __all__ = [
@@ -135,7 +136,7 @@ async def receive(timeout: float | None = None, match: Callable[[Any], bool] | N
     proc = _need_process("receive")
     if proc.server is not None:
         raise InvalidArgument("receive() cannot be used in a GenServer: use handle_info")
-    return await proc.receive(timeout, match)
+    return await receive_in(proc, timeout, match)
 
 
 def link(dest: Any) -> None:

@@ -238,6 +238,7 @@ class GenServer:
         """
         proc = target._proc if type(target) is Pid else None
         if proc is not None:
+            # A server's only mailbox waiter is its loop's (receive() is refused in a server).
             waiter = proc.waiter
             server = proc.server
             if (

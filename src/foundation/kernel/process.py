@@ -19,15 +19,35 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from foundation.errors import InitError, MailboxFull, ProcessExited, ReceiveTimeout, format_reason
+from foundation.errors import InitError, MailboxFull, ProcessExited, format_reason
 from foundation.kernel.context import PROCESS
+from foundation.kernel.envelopes import (
+    Cast,
+    From,
+    Request,
+    StateRequest,
+    StopRequest,
+    SyncRequest,
+    SysMsg,
+)
 from foundation.kernel.messages import UNSET, Down, Exit
 from foundation.kernel.pid import Pid, Ref
 
 if TYPE_CHECKING:
     from foundation.kernel.runtime import Runtime
 
-__all__ = ["From", "Process", "ProcessInfo"]
+__all__ = [
+    "Cast",
+    "ExitNow",
+    "From",
+    "Process",
+    "ProcessInfo",
+    "Request",
+    "StateRequest",
+    "StopRequest",
+    "SyncRequest",
+    "SysMsg",
+]
 
 log = logging.getLogger("foundation.kernel")
 
@@ -35,70 +55,6 @@ STARTING = "starting"
 RUNNING = "running"
 WAITING = "waiting"
 EXITED = "exited"
-
-
-class Request:
-    """A mailbox entry that carries a reply future (a call or a system request)."""
-
-    __slots__ = ("fut",)
-
-    def __init__(self, fut: asyncio.Future[Any]) -> None:
-        self.fut = fut
-
-
-class From(Request):
-    """The caller of a ``call``; hand it to ``reply(caller, value)`` to answer later."""
-
-    __slots__ = ("_server", "pid", "request", "target", "timeout")
-
-    def __init__(
-        self, fut: asyncio.Future[Any], pid: Pid | None, request: Any, target: Any, timeout: Any
-    ) -> None:
-        self.fut = fut
-        self.pid = pid
-        self.request = request
-        self.target = target
-        self.timeout = timeout
-        self._server: Process | None = None
-
-    def __repr__(self) -> str:
-        return f"From({self.pid!r})"
-
-
-class Cast:
-    """A cast request in a mailbox."""
-
-    __slots__ = ("request",)
-
-    def __init__(self, request: Any) -> None:
-        self.request = request
-
-
-class SysMsg:
-    """A system message: handled by the kernel, never shown to callbacks."""
-
-    __slots__ = ()
-
-
-class StopRequest(SysMsg):
-    """Ask a process to stop with ``reason`` (a GenServer runs ``terminate`` first)."""
-
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: Any) -> None:
-        self.reason = reason
-
-
-class SyncRequest(SysMsg, Request):
-    """A barrier: answered once every message sent before it has been handled."""
-
-    __slots__ = ()
-
-
-class StateRequest(SysMsg, Request):
-    """Ask for the process's current state (through ``format_status``)."""
-
-    __slots__ = ()
 
 
 class ExitNow(BaseException):
@@ -464,79 +420,6 @@ class Process:
                 timer.cancel()
             if self.on_exit is not None:  # None once finish has run the callbacks
                 self.remove_exit_callback(on_exit)
-
-    # -- receiving (plain processes) --------------------------------------------------------
-
-    def handle_plain_sys(self, msg: SysMsg) -> None:
-        """System messages for a process that is not a GenServer."""
-        if isinstance(msg, SyncRequest | StateRequest):
-            if not msg.fut.done():
-                msg.fut.set_result(None)
-        elif isinstance(msg, StopRequest):
-            raise ExitNow(msg.reason)
-
-    async def receive(
-        self, timeout: float | None = None, match: Callable[[Any], bool] | None = None
-    ) -> Any:
-        """Take the next message (or the first that ``match`` accepts), waiting if needed."""
-        rt = self.runtime
-        expired = False
-        timer = None
-
-        def on_timeout() -> None:
-            nonlocal expired
-            expired = True
-            w = self.waiter
-            if w is not None:
-                self.waiter = None
-                if not w.done():
-                    w.set_result(None)
-
-        try:
-            while True:
-                mb = self.mailbox
-                if mb is None:
-                    pass
-                elif match is None:
-                    while mb:
-                        msg = mb.popleft()
-                        if isinstance(msg, SysMsg):
-                            self.handle_plain_sys(msg)
-                            continue
-                        if rt.watchers:
-                            rt.notify_watchers()
-                        return msg
-                else:
-                    i = 0
-                    while i < len(mb):
-                        msg = mb[i]
-                        if isinstance(msg, SysMsg):
-                            del mb[i]
-                            self.handle_plain_sys(msg)
-                            continue
-                        if match(msg):
-                            del mb[i]
-                            if rt.watchers:
-                                rt.notify_watchers()
-                            return msg
-                        i += 1
-                if expired:
-                    raise ReceiveTimeout(
-                        f"{self.describe()} received no matching message within {timeout}s",
-                        context={"pid": self.pid, "timeout": timeout},
-                    )
-                if timeout is not None and timer is None:
-                    timer = rt.clock.call_later(timeout, on_timeout)
-                waiter: asyncio.Future[None] = rt.loop.create_future()
-                self.waiter = waiter
-                self.status = WAITING
-                try:
-                    await waiter
-                finally:
-                    self.status = RUNNING
-        finally:
-            if timer is not None:
-                timer.cancel()
 
     # -- introspection ------------------------------------------------------------------------
 

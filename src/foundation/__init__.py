@@ -28,6 +28,7 @@ from foundation.kernel.gen_server import GenServer as GenServer
 from foundation.kernel.gen_server import call as call
 from foundation.kernel.gen_server import cast as cast
 from foundation.kernel.gen_server import reply as reply
+from foundation.kernel.main import run as run
 from foundation.kernel.messages import Continue as Continue
 from foundation.kernel.messages import Down as Down
 from foundation.kernel.messages import Exit as Exit
@@ -40,7 +41,6 @@ from foundation.kernel.process import From as From
 from foundation.kernel.process import ProcessInfo as ProcessInfo
 from foundation.kernel.registry import Registry as Registry
 from foundation.kernel.runtime import Runtime as Runtime
-from foundation.kernel.runtime import run as run
 from foundation.kernel.supervisor import Supervisor as Supervisor
 from foundation.kernel.task_supervisor import Task as Task
 from foundation.kernel.task_supervisor import TaskSupervisor as TaskSupervisor

@@ -46,7 +46,7 @@ def run_cmd(target: str, use_uvloop: bool) -> None:
     TARGET is a list of child specs (started under a root supervisor), an async function, or a
     function returning either.
     """
-    from foundation.kernel.runtime import run
+    from foundation.kernel.main import run
 
     root = load_target(target)
     if callable(root) and not _is_async(root):

@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,9 +32,9 @@ from foundation.kernel.timers import CallDeadlines, TimerRef
 from foundation.kernel.workers import ThreadWorker
 
 if TYPE_CHECKING:
-    from foundation.kernel.child_spec import ChildSpec
+    pass
 
-__all__ = ["EventHandler", "Runtime", "ThreadWorker", "run"]
+__all__ = ["EventHandler", "Runtime", "ThreadWorker"]
 
 log = logging.getLogger("foundation.kernel")
 
@@ -410,33 +410,6 @@ class Runtime:
     def is_alive(self, pid: Pid) -> bool:
         return pid._proc is not None and pid._proc.runtime is self
 
-    async def _run_main(self, main: Any) -> Any:
-        if isinstance(main, Sequence) and not isinstance(main, str):
-            from foundation.kernel.supervisor import Supervisor
-
-            children: list[ChildSpec] = list(main)
-            root = await Supervisor.start_link(children, strategy="one_for_one")
-            root_proc = root._proc
-            assert root_proc is not None
-            stopped = asyncio.ensure_future(self.wait_stopped())
-            try:
-                await asyncio.wait(
-                    {stopped, root_proc.exit_future()}, return_when="FIRST_COMPLETED"
-                )
-            finally:
-                stopped.cancel()
-            return None
-        if asyncio.iscoroutine(main):
-            return await main
-        if callable(main):
-            result = main()
-            if asyncio.iscoroutine(result):
-                return await result
-            return result
-        raise InvalidArgument(
-            f"run() takes a coroutine, an async function or a list of child specs, not {main!r}"
-        )
-
 
 def _open_store(url: str) -> Any:
     # The kernel never imports a higher layer statically; a store URL is the one place where
@@ -444,33 +417,3 @@ def _open_store(url: str) -> Any:
     import importlib
 
     return importlib.import_module("foundation.persistence").open_store(url)
-
-
-def run(
-    main: Coroutine[Any, Any, T] | Callable[[], Awaitable[T]] | Iterable[ChildSpec],
-    *,
-    use_uvloop: bool = False,
-    **options: Any,
-) -> T | None:
-    """Run ``main`` on a fresh event loop under a Runtime that stops in order on SIGINT/SIGTERM.
-
-    ``main`` is a coroutine, an async function, or a list of child specs (started under a root
-    one_for_one supervisor that runs until a signal or ``request_stop``).
-    """
-    options.setdefault("handle_signals", True)
-
-    async def amain() -> Any:
-        rt = Runtime(**options)
-        try:
-            async with rt:
-                return await rt._run_main(main)
-        except asyncio.CancelledError:
-            if rt.stop_signal is None:
-                raise
-            return None
-
-    if use_uvloop:
-        import uvloop
-
-        return uvloop.run(amain())  # type: ignore[no-any-return]
-    return asyncio.run(amain())  # type: ignore[no-any-return]

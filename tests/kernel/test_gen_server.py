@@ -490,4 +490,3 @@ async def test_a_server_stopped_in_place_leaves_no_task_behind_the_runtime(
     await runtime.shutdown()
     left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert [t for t in left if "Process.main" in repr(t.get_coro())] == []
-

@@ -428,6 +428,53 @@ async def test_a_mailbox_released_with_an_error_crashes_the_idle_server_with_it(
     assert await exited is err
 
 
+async def test_a_mailbox_released_with_an_error_while_a_call_waits_crashes_before_serving_it(
+    runtime: Runtime,
+) -> None:
+    holds: list[Any] = []
+    pid = await Holder.start(holds)
+    exited = wait_exit(pid)
+    cast(pid, "hold")
+    failures: list[BaseException] = []
+
+    async def caller() -> None:
+        try:
+            await call(pid, "get")
+        except ProcessExited as exc:
+            failures.append(exc)
+
+    c = spawn(caller)
+    await wait_until(lambda: holds and mailbox_length(runtime, pid) == 1)
+    server, hold = holds[0]
+    err = RuntimeError("the change could not be made final")
+    server.release_mailbox(hold, err)
+    assert await exited is err
+    await wait_exit(c)
+    assert [f.reason for f in failures] == [err]  # the waiting call was never served
+
+
+async def test_stopping_a_server_whose_mailbox_is_held_waits_for_the_release(
+    runtime: Runtime,
+) -> None:
+    holds: list[Any] = []
+    pid = await Holder.start(holds)
+    cast(pid, "hold")
+    await wait_until(lambda: bool(holds))
+    stopped: list[bool] = []
+
+    async def stopper() -> None:
+        await GenServer.stop(pid)
+        stopped.append(True)
+
+    s = spawn(stopper)
+    await wait_until(lambda: mailbox_length(runtime, pid) == 1)  # the stop request waits
+    assert is_alive(pid) and stopped == []
+    server, hold = holds[0]
+    server.release_mailbox(hold)
+    await wait_exit(s)
+    assert stopped == [True] and not is_alive(pid)
+
+
 async def test_stopping_an_idle_server_exits_it_at_once_like_any_exit(runtime: Runtime) -> None:
     """An idle server without ``terminate`` is stopped in place: the caller does not wait for a
     loop pass, yet links, monitors, its name and its pending callers see a normal exit."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -55,8 +56,10 @@ class RealClock:
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        # Hot paths (every call's deadline) read the time: bind the loop's own methods.
-        self.now = loop.time  # type: ignore[method-assign]
+        # Hot paths (every call's deadline) read the time: bind the loop's own methods (the
+        # standard loop's ``time()`` is ``time.monotonic()`` behind a Python frame: skip it).
+        standard = getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time
+        self.now = time.monotonic if standard else loop.time  # type: ignore[method-assign]
         self.call_at = loop.call_at  # type: ignore[method-assign]
 
     @property

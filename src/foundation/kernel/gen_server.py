@@ -51,7 +51,7 @@ from foundation.kernel.process import (
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["GenServer", "answer", "call", "cast", "reply"]
+__all__ = ["GenServer", "MailboxHold", "answer", "call", "cast", "reply"]
 
 log = logging.getLogger("foundation.kernel")
 
@@ -62,6 +62,20 @@ class _Stopping(Exception):
     def __init__(self, reason: Any, state: Any) -> None:
         self.reason = reason
         self.state = state
+
+
+class MailboxHold:
+    """A server's mailbox held shut by ``GenServer.hold_mailbox`` until ``release_mailbox``.
+
+    The loop makes a future to wait on only when a message arrives while the hold is on (the
+    usual save is answered before the next message: nothing to create, set or await)."""
+
+    __slots__ = ("error", "released", "waiter")
+
+    def __init__(self) -> None:
+        self.released = False
+        self.error: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
 
 
 def _is_via(name: Any) -> bool:
@@ -75,7 +89,7 @@ class GenServer:
     is_supervisor: ClassVar[bool] = False
     pid: Pid
     _held_replies: list[tuple[From, Any]] | None = None
-    _hold: asyncio.Future[BaseException | None] | None = None
+    _hold: MailboxHold | None = None
 
     # -- callbacks --------------------------------------------------------------------------
 
@@ -315,12 +329,14 @@ class GenServer:
             while True:
                 mb = proc.mailbox
                 hold = self._hold
-                if hold is not None and (mb or hold.done()):
-                    error = await hold  # the change before is final (or failed: crash now)
+                if hold is not None and (mb or hold.released):
+                    if not hold.released:  # a message came: the change before must be final
+                        waiter = hold.waiter = create_future()
+                        await waiter
                     if self._hold is hold:
                         self._hold = None
-                    if error is not None:
-                        raise error
+                    if hold.error is not None:
+                        raise hold.error  # the change before failed: crash now
                 if not mb:
                     waiter = create_future()
                     proc.waiter = waiter
@@ -372,24 +388,31 @@ class GenServer:
 
     # -- holding the mailbox -----------------------------------------------------------------
 
-    def hold_mailbox(self) -> asyncio.Future[BaseException | None]:
-        """Take no further message until the returned future is released with
+    def hold_mailbox(self) -> MailboxHold:
+        """Take no further message until the returned hold is released with
         ``release_mailbox`` (for a change that is not final yet: a save in flight). Released
         with an error, the server crashes with it as soon as it sees it, message or not."""
-        hold: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-        self._hold = hold
+        hold = self._hold = MailboxHold()
         return hold
 
-    def release_mailbox(
-        self, hold: asyncio.Future[BaseException | None], error: BaseException | None = None
-    ) -> None:
+    def release_mailbox(self, hold: MailboxHold, error: BaseException | None = None) -> None:
         """Let the server take messages again, or (``error``) make it crash with ``error``."""
-        if hold.done():
+        if hold.released:
             return
-        hold.set_result(error)
-        proc = self.pid._proc
-        if error is not None and proc is not None:  # even with an empty mailbox: crash now
-            proc.wake()
+        hold.released = True
+        if error is None:
+            if self._hold is hold:
+                self._hold = None  # the loop has nothing left to look at
+        else:
+            hold.error = error
+        waiter = hold.waiter
+        if waiter is not None:  # the loop waits for it: a message came during the change
+            if not waiter.done():
+                waiter.set_result(None)
+        elif error is not None:  # an idle server crashes now, not at its next message
+            proc = self.pid._proc
+            if proc is not None:
+                proc.wake()
 
     async def _call_result(self, proc: Process, caller: From, result: Any) -> Any:
         if type(result) is NoReply:

@@ -21,6 +21,7 @@ REPO = BENCH.parent
 VENV = BENCH / ".venv-bench"
 STAMP = VENV / ".bench-installed"
 REQUIREMENTS = ["pykka==4.5.0", "triotp==0.2.1"]
+EXTRAS = "fast,postgres"  # uvloop; asyncpg for persistence_bench's PostgreSQL table
 
 
 def venv_python() -> Path:
@@ -31,7 +32,7 @@ def venv_python() -> Path:
 
 def wanted() -> str:
     digest = hashlib.sha256()
-    digest.update("\n".join(REQUIREMENTS).encode())
+    digest.update("\n".join([*REQUIREMENTS, EXTRAS]).encode())
     digest.update((REPO / "pyproject.toml").read_bytes())
     digest.update(sys.version.encode())
     return digest.hexdigest()
@@ -45,9 +46,9 @@ def ensure_venv() -> Path:
     if not python.exists():
         print(f"creating {VENV.relative_to(REPO)}", flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    print("installing foundation[fast], " + ", ".join(REQUIREMENTS), flush=True)
+    print(f"installing foundation[{EXTRAS}], " + ", ".join(REQUIREMENTS), flush=True)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "-e", f"{REPO}[fast]", *REQUIREMENTS],
+        [str(python), "-m", "pip", "install", "-q", "-e", f"{REPO}[{EXTRAS}]", *REQUIREMENTS],
         check=True,
     )
     STAMP.write_text(stamp + "\n")

@@ -12,7 +12,8 @@ server gets an exit signal from its parent. Any other return value crashes the s
 ``start``/``start_link`` return once ``init`` has finished; a failing ``init`` raises
 ``InitError`` to the starter (which stays alive even when linked). ``call`` raises
 ``CallTimeout``, ``NoProcess`` or ``ProcessExited``; the caller never crashes because the callee
-did, and a late reply after a timeout is discarded.
+did, and a late reply after a timeout is discarded. ``call``, ``cast`` and ``reply`` are
+``foundation.kernel.calls``'s (re-exported here).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from math import ceil
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from foundation.errors import (
     AlreadyStarted,
@@ -28,11 +29,11 @@ from foundation.errors import (
     CallTimeout,
     InitError,
     InvalidArgument,
-    NoProcess,
     UnexpectedMessage,
     format_reason,
 )
 from foundation.kernel.api import stop_request
+from foundation.kernel.calls import answer, call, cast, reply
 from foundation.kernel.child_spec import ChildSpec, Restart, Shutdown
 from foundation.kernel.context import PROCESS, RUNTIME, current_runtime
 from foundation.kernel.messages import UNSET, Continue, Control, Exit, NoReply, Reply, Stop
@@ -47,9 +48,6 @@ from foundation.kernel.process import (
     SyncRequest,
     SysMsg,
 )
-
-if TYPE_CHECKING:
-    import asyncio
 
 __all__ = ["GenServer", "MailboxHold", "answer", "call", "cast", "reply"]
 
@@ -481,87 +479,3 @@ class GenServer:
             proc.last_state = state
             return exc
         return reason
-
-
-async def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
-    """Send ``request`` to a GenServer and wait for its reply (``timeout=None`` waits forever).
-
-    Raises ``CallTimeout``, ``NoProcess`` (dead target or unknown name), ``ProcessExited``
-    (the target exited before replying) or ``MailboxFull``.
-    """
-    if type(dest) is Pid:
-        proc = dest._proc
-    else:
-        proc = current_runtime().resolve(dest)
-    if proc is None:
-        raise NoProcess(
-            f"call to {dest!r}: no such process"
-            + (
-                " (it is not alive)"
-                if type(dest) is Pid
-                else " (no process registered under that name)"
-            ),
-            context={"target": dest},
-        )
-    me = PROCESS.get()
-    if me is proc:
-        raise InvalidArgument(f"{proc.describe()} cannot call itself (it would wait forever)")
-    rt = proc.runtime
-    fut = rt.loop.create_future()
-    req = From(fut, me.pid if me is not None else None, request, dest, timeout)
-    proc.deliver(req)
-    if timeout is None:
-        return await fut
-    # CallDeadlines.add, inlined: this is the hottest path of the kernel.
-    deadlines = rt.deadlines
-    key = ceil((deadlines.now() + timeout) * 1000.0)
-    bucket = deadlines.buckets.get(key)
-    if bucket is None:
-        bucket = deadlines.open(key)
-    bucket.add(req)
-    try:
-        return await fut
-    finally:
-        bucket.discard(req)
-
-
-def cast(dest: Any, request: Any) -> None:
-    """Send ``request`` to a GenServer's ``handle_cast`` without waiting.
-
-    Ordered before any later call or cast from the same sender. Raises ``NoProcess`` if the
-    target is not alive and ``MailboxFull`` if its bounded mailbox is full.
-    """
-    if type(dest) is Pid:
-        proc = dest._proc
-    else:
-        proc = current_runtime().resolve(dest)
-    if proc is None:
-        raise NoProcess(f"cast to {dest!r}: no such process", context={"target": dest})
-    proc.deliver(Cast(request))
-
-
-def reply(caller: From, value: Any) -> None:
-    """Answer a call that ``handle_call`` deferred with ``NoReply`` (a second answer is ignored).
-
-    Inside a server that holds replies until its state is durable (a persistent server), the
-    answer is sent once the running handler's state has been saved.
-    """
-    me = PROCESS.get()
-    if me is not None:
-        server = me.server
-        if server is not None and server._held_replies is not None:
-            server._held_replies.append((caller, value))
-            return
-    answer(caller, value)
-
-
-def answer(caller: From, value: Any) -> None:
-    """Answer a deferred call now, whatever the current server holds (``reply``'s last step)."""
-    fut = caller.fut
-    if not fut.done():
-        fut.set_result(value)
-    server = caller._server
-    if server is not None:
-        caller._server = None
-        if server.deferred:
-            server.deferred.discard(caller)

@@ -390,10 +390,17 @@ def mailbox_length(runtime: Runtime, pid: Any) -> int:
     return next(p.mailbox for p in runtime.processes() if p.pid == pid)
 
 
-async def test_a_held_mailbox_takes_no_message_until_it_is_released(runtime: Runtime) -> None:
+async def holding() -> tuple[Any, Any, list[Any]]:
+    """A Holder told to hold its mailbox: (pid, its ``wait_exit``, the [(server, hold)] list)."""
     holds: list[Any] = []
     pid = await Holder.start(holds)
+    exited = wait_exit(pid)
     cast(pid, "hold")
+    return pid, exited, holds
+
+
+async def test_a_held_mailbox_takes_no_message_until_it_is_released(runtime: Runtime) -> None:
+    pid, _, holds = await holding()
     answers: list[int] = []
 
     async def caller() -> None:
@@ -417,10 +424,7 @@ async def test_a_held_mailbox_takes_no_message_until_it_is_released(runtime: Run
 async def test_a_mailbox_released_with_an_error_crashes_the_idle_server_with_it(
     runtime: Runtime,
 ) -> None:
-    holds: list[Any] = []
-    pid = await Holder.start(holds)
-    exited = wait_exit(pid)
-    cast(pid, "hold")
+    _, exited, holds = await holding()
     await wait_until(lambda: bool(holds))
     server, hold = holds[0]
     err = RuntimeError("the change could not be made final")
@@ -431,10 +435,7 @@ async def test_a_mailbox_released_with_an_error_crashes_the_idle_server_with_it(
 async def test_a_mailbox_released_with_an_error_while_a_call_waits_crashes_before_serving_it(
     runtime: Runtime,
 ) -> None:
-    holds: list[Any] = []
-    pid = await Holder.start(holds)
-    exited = wait_exit(pid)
-    cast(pid, "hold")
+    pid, exited, holds = await holding()
     failures: list[BaseException] = []
 
     async def caller() -> None:
@@ -456,9 +457,7 @@ async def test_a_mailbox_released_with_an_error_while_a_call_waits_crashes_befor
 async def test_stopping_a_server_whose_mailbox_is_held_waits_for_the_release(
     runtime: Runtime,
 ) -> None:
-    holds: list[Any] = []
-    pid = await Holder.start(holds)
-    cast(pid, "hold")
+    pid, _, holds = await holding()
     await wait_until(lambda: bool(holds))
     stopped: list[bool] = []
 

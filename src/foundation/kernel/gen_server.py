@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from math import ceil
 from typing import Any, ClassVar
 
 from foundation.errors import (
@@ -191,12 +190,7 @@ class GenServer:
         bucket = None
         if timeout is not None:
             deadline = From(started, None, "init", cls, timeout)
-            deadlines = rt.deadlines  # CallDeadlines.add, inlined as in ``call``
-            key = ceil((deadlines.now() + timeout) * 1000.0)
-            bucket = deadlines.buckets.get(key)
-            if bucket is None:
-                bucket = deadlines.open(key)
-            bucket.add(deadline)
+            bucket = rt.deadlines.add(deadline, timeout)
         try:
             return await started
         except InitError as exc:

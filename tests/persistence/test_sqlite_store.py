@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from foundation import Runtime
-from foundation.errors import PersistenceError
+from foundation.errors import PersistenceError, StateCorrupt
 from foundation.persistence import SQLiteStore
 
 
@@ -67,3 +67,43 @@ def test_another_runtime_on_the_same_file_finds_every_acknowledged_save(tmp_path
 def test_a_store_outside_any_runtime_says_how_to_attach_it(tmp_path: Path) -> None:
     with pytest.raises(PersistenceError, match="not attached to a runtime"):
         asyncio.run(SQLiteStore(tmp_path / "x.db").load("k"))
+
+
+def _write_raw(path: Path, key: str, data: str) -> None:
+    """Put ``data`` in a record behind the store's back (another program, a damaged file)."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute("UPDATE foundation_state SET data=? WHERE key=?", (data, key))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("raw", ['{"balance": 1', "[1, 2]"], ids=["not-json", "not-an-object"])
+async def test_a_record_that_is_not_a_json_object_is_state_corrupt_and_left_alone(
+    runtime: Runtime, tmp_path: Path, raw: str
+) -> None:
+    store = attached(runtime, tmp_path / "s.db")
+    await store.save("acct", {"balance": 1}, None)
+    await store.save("other", {"balance": 2}, None)
+    _write_raw(tmp_path / "s.db", "acct", raw)
+    with pytest.raises(StateCorrupt) as info:
+        await store.load("acct")
+    assert info.value.context["key"] == "acct" and "acct" in str(info.value)
+    assert (await store.load("other")).data == {"balance": 2}  # type: ignore[union-attr]
+    assert await store.list() == ["acct", "other"]  # kept, never dropped or overwritten
+
+
+async def test_a_file_that_is_not_a_database_is_a_persistence_error_not_a_raw_sqlite_one(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(b"this is not an SQLite database, only some text " * 100)
+    store = attached(runtime, path)
+    with pytest.raises(PersistenceError) as info:
+        await store.load("acct")
+    assert str(path) in str(info.value)
+    with pytest.raises(PersistenceError):
+        await store.list()
+    with pytest.raises(PersistenceError):
+        await store.save("acct", {}, None)

@@ -122,9 +122,29 @@ async def test_delete_with_and_without_a_version(store: Any) -> None:
     await store.delete("a", 1)
     await store.delete("b", None)
     await store.delete("never", None)
+    await store.delete("a", 1)  # deleting what is already deleted is done
     assert await store.load("a") is None
     assert await store.load("b") is None
-    assert await store.save("a", {"again": True}, None) == 1
+    assert await store.list() == []
+
+
+async def test_a_key_s_version_never_goes_back_after_a_delete(store: Any) -> None:
+    """A tombstone keeps the version: the next record goes on from it, and a writer still
+    holding a version read before the delete cannot write over the new record."""
+    assert await store.save("a", {"n": 1}, None) == 1
+    assert await store.save("a", {"n": 2}, 1) == 2
+    await store.delete("a", 2)
+    with pytest.raises(StaleVersion) as info:
+        await store.save("a", {"stale": True}, 2)  # read before the delete
+    assert info.value.actual is None
+    assert await store.save("a", {"again": True}, None) == 3
+    with pytest.raises(StaleVersion):
+        await store.save("a", {"stale": True}, 2)
+    rec = await store.load("a")
+    assert (rec.data, rec.version) == ({"again": True}, 3)
+    assert await store.list("a") == ["a"]
+    await store.delete("a", None)
+    assert await store.save("a", {}, None) == 4
 
 
 async def test_list_gives_the_keys_with_a_prefix_sorted(store: Any) -> None:
@@ -297,6 +317,8 @@ async def test_records_are_durable_across_close_and_reopen(
         rec = await again.load("kept")
         assert rec == saved  # data, version, schema_version and updated_at, all kept
         assert await again.load("gone") is None
+        assert await again.list("gone") == []
+        assert await again.save("gone", {}, None) == 2  # its version survived the reopen
         assert await again.save("kept", {"n": 3}, 2, schema_version=4) == 3
     finally:
         await again.close()

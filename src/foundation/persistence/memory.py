@@ -12,28 +12,31 @@ import json
 import time
 from typing import Any
 
-from foundation.errors import InvalidArgument, PersistenceError, StaleVersion
+from foundation.errors import InvalidArgument, PersistenceError, StaleVersion, StateCorrupt
 from foundation.persistence.store import Stored
 
-__all__ = ["MemoryStore", "check_key", "encode", "settled", "stale"]
+__all__ = ["MemoryStore", "check_key", "decode", "encode", "settled", "stale"]
 
 
 class MemoryStore:
     """A StateStore held in memory; the contract's reference implementation."""
 
     def __init__(self) -> None:
-        self._records: dict[str, tuple[str, int, int, float]] = {}
+        # A deleted key keeps its entry with no text (a tombstone): its version goes on.
+        self._records: dict[str, tuple[str | None, int, int, float]] = {}
         self.saves = 0
 
     def __repr__(self) -> str:
-        return f"<MemoryStore keys={len(self._records)}>"
+        return f"<MemoryStore keys={sum(r[0] is not None for r in self._records.values())}>"
 
     async def load(self, key: str) -> Stored | None:
         rec = self._records.get(key)
         if rec is None:
             return None
         text, version, schema_version, updated_at = rec
-        return Stored(key, json.loads(text), version, schema_version, updated_at)
+        if text is None:  # a tombstone
+            return None
+        return Stored(key, decode(self, key, text), version, schema_version, updated_at)
 
     async def save(
         self,
@@ -53,24 +56,26 @@ class MemoryStore:
         """``save`` of data already encoded as JSON text (what persistent servers hand over)."""
         check_key(key)
         current = self._records.get(key)
-        actual = current[1] if current is not None else None
+        actual = current[1] if current is not None and current[0] is not None else None
         if actual != expected_version:
             raise stale(key, expected_version, actual)
-        version = (actual or 0) + 1
+        version = (current[1] if current is not None else 0) + 1  # on from a tombstone too
         self._records[key] = (text, version, schema_version, time.time())
         self.saves += 1
         return version
 
     async def delete(self, key: str, expected_version: int | None) -> None:
         current = self._records.get(key)
-        if current is None:
+        if current is None or current[0] is None:
             return
         if expected_version is not None and current[1] != expected_version:
             raise stale(key, expected_version, current[1])
-        del self._records[key]
+        self._records[key] = (None, current[1], current[2], time.time())
 
     async def list(self, prefix: str = "") -> list[str]:
-        return sorted(k for k in self._records if k.startswith(prefix))
+        return sorted(
+            k for k, r in self._records.items() if r[0] is not None and k.startswith(prefix)
+        )
 
     async def close(self) -> None:
         return None
@@ -113,3 +118,22 @@ def encode(key: str, data: dict[str, Any]) -> str:
         raise PersistenceError(
             f"state of {key!r} is not JSON-ready: {exc}", context={"key": key}, retryable=False
         ) from exc
+
+
+def decode(store: object, key: str, text: str) -> dict[str, Any]:
+    """A stored record's data from its JSON text; text that is not a JSON object (written by
+    something else, or damaged) is ``StateCorrupt`` naming the key, and is left as it is."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise StateCorrupt(
+            f"{store!r}: the record of {key!r} is not valid JSON ({exc}); it is left as it is",
+            context={"key": key},
+        ) from exc
+    if not isinstance(data, dict):
+        raise StateCorrupt(
+            f"{store!r}: the record of {key!r} is JSON {type(data).__name__}, not an object;"
+            " it is left as it is",
+            context={"key": key},
+        )
+    return data

@@ -13,8 +13,9 @@ asyncpg is asynchronous, but its connections do not run on the runtime's loop: e
 store's two kernel-owned threads (writer, reader) runs its own small event loop with one
 connection. So no caller's cancellation (a killed process) can interrupt a commit that other
 callers wait for, and the virtual clock of tests sees the I/O as external work. A lost
-connection is reopened on the next operation. Data is stored as JSONB. Needs the ``postgres``
-extra (asyncpg), imported only when the store is first used.
+connection is reopened on the next operation. Data is stored as JSONB; a deleted key keeps its
+row with ``data`` the JSON ``null`` (a tombstone), so that its version never goes back. Needs the
+``postgres`` extra (asyncpg), imported only when the store is first used.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -30,7 +30,7 @@ from typing import Any
 
 from foundation.errors import InvalidArgument, PersistenceError
 from foundation.persistence.group_commit import GroupCommitStore, Write
-from foundation.persistence.memory import stale
+from foundation.persistence.memory import decode, stale
 from foundation.persistence.store import Stored
 
 __all__ = ["PostgresStore"]
@@ -72,8 +72,10 @@ class PostgresStore(GroupCommitStore):
         t = table
         self._sql = {
             "load": f"SELECT data::text, version, schema_version, updated_at FROM {t} WHERE key=$1",
-            "list": f'SELECT key FROM {t} WHERE starts_with(key, $1) ORDER BY key COLLATE "C"',
-            "versions": f"SELECT key, version FROM {t} WHERE key = ANY($1::text[])",
+            "list": f"SELECT key FROM {t} WHERE starts_with(key, $1) AND data <> 'null'::jsonb"
+            ' ORDER BY key COLLATE "C"',
+            "versions": f"SELECT key, CASE WHEN data = 'null'::jsonb THEN NULL ELSE version END"
+            f" FROM {t} WHERE key = ANY($1::text[])",
             "round": _ROUND.format(t=t),
             "create": f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY,"
             " data JSONB NOT NULL, version BIGINT NOT NULL, schema_version INTEGER NOT NULL,"
@@ -175,9 +177,9 @@ class PostgresStore(GroupCommitStore):
 
     def _load(self, key: str) -> Stored | None:
         row = self._run(self._r, _fetchrow, self._sql["load"], (key,))
-        if row is None:
+        if row is None or row[0] == "null":  # none, or a tombstone
             return None
-        return Stored(key, json.loads(row[0]), row[1], row[2], row[3])
+        return Stored(key, decode(self, key, row[0]), row[1], row[2], row[3])
 
     def _list(self, prefix: str) -> builtins.list[str]:
         rows = self._run(self._r, _fetch, self._sql["list"], (prefix,))
@@ -258,22 +260,28 @@ async def _round(
 
 # One round of a batch: $1 keys (each once), $2 JSON texts (NULL: a delete), $3 schema
 # versions, $4 expected versions (NULL: a new key, or a delete of any version), $5 the time.
-# Every change is checked in its own statement (INSERT ... ON CONFLICT DO NOTHING for a new
-# key, UPDATE/DELETE ... WHERE version = expected); the rows returned are the writes made.
+# Every change is checked in its own statement (INSERT for a new key, which may only replace a
+# tombstone, going on from its version; UPDATE ... WHERE version = expected of a record; a
+# delete turns a record into a tombstone); the rows returned are the writes made.
 _ROUND = """WITH u AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(k, d, s, e)
 ), ins AS (
   INSERT INTO {t} (key, data, version, schema_version, updated_at)
   SELECT k, d::jsonb, 1, s, $5 FROM u WHERE d IS NOT NULL AND e IS NULL
-  ON CONFLICT (key) DO NOTHING RETURNING key, version
+  ON CONFLICT (key) DO UPDATE SET data = excluded.data, version = {t}.version + 1,
+    schema_version = excluded.schema_version, updated_at = excluded.updated_at
+  WHERE {t}.data = 'null'::jsonb
+  RETURNING key, version
 ), upd AS (
   UPDATE {t} SET data = u.d::jsonb, version = {t}.version + 1, schema_version = u.s,
     updated_at = $5
   FROM u WHERE u.d IS NOT NULL AND u.e IS NOT NULL AND {t}.key = u.k AND {t}.version = u.e
+    AND {t}.data <> 'null'::jsonb
   RETURNING {t}.key, {t}.version
 ), del AS (
-  DELETE FROM {t} USING u
-  WHERE u.d IS NULL AND {t}.key = u.k AND (u.e IS NULL OR {t}.version = u.e)
+  UPDATE {t} SET data = 'null'::jsonb, updated_at = $5 FROM u
+  WHERE u.d IS NULL AND {t}.key = u.k AND {t}.data <> 'null'::jsonb
+    AND (u.e IS NULL OR {t}.version = u.e)
   RETURNING {t}.key, NULL::bigint AS version
 )
 SELECT key, version FROM ins UNION ALL SELECT key, version FROM upd

@@ -17,22 +17,23 @@ the answers are ``GroupCommitStore``'s.
 - ``"full"``: also a power loss or an OS crash: every commit waits for an fsync of the WAL.
 
 The table (``foundation_state``): ``key TEXT PRIMARY KEY, data TEXT`` (the record as JSON, for
-people to read), ``version INTEGER, schema_version INTEGER, updated_at REAL`` (Unix time).
+people to read), ``version INTEGER, schema_version INTEGER, updated_at REAL`` (Unix time). A
+deleted key keeps its row with ``data`` the JSON ``null`` (a tombstone, never a record's data:
+records are objects), so that its version never goes back: its next save goes on from it.
 """
 
 from __future__ import annotations
 
 import builtins
 import functools
-import json
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Literal
 
-from foundation.errors import InvalidArgument
+from foundation.errors import InvalidArgument, PersistenceError
 from foundation.persistence.group_commit import GroupCommitStore, StoreStats, Write
-from foundation.persistence.memory import stale
+from foundation.persistence.memory import decode, stale
 from foundation.persistence.store import Stored
 
 __all__ = ["SQLiteStore", "StoreStats"]
@@ -56,6 +57,7 @@ _BUCKET_MAX = 512  # rows per statement of the one-statement path (sizes: powers
 _PAD = ("", "", 0, 0)  # a padding row: no key is empty (and None would cost sqlite3 an
 # adapter lookup that raises and formats an AttributeError per parameter)
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)  # UPDATE ... FROM
+_TOMBSTONE = "null"  # the data of a deleted key's row
 
 
 def _bucket(n: int) -> int:
@@ -76,6 +78,7 @@ def _update_sql(n: int) -> str:
         "UPDATE foundation_state SET data=b.column2, version=b.column3+1,"
         f" schema_version=b.column4, updated_at=? FROM ({_values(n, 4)}) AS b"
         " WHERE foundation_state.key=b.column1 AND foundation_state.version=b.column3"
+        f" AND foundation_state.data <> '{_TOMBSTONE}'"
     )
 
 
@@ -129,25 +132,48 @@ class SQLiteStore(GroupCommitStore):
             self._rconn.close()
             self._rconn = None
 
-    def _load(self, key: str) -> Stored | None:
+    def _read_conn(self) -> sqlite3.Connection:
         if self._rconn is None:
             self._rconn = self._connect()
-        row = self._rconn.execute(
-            "SELECT data, version, schema_version, updated_at FROM foundation_state WHERE key=?",
-            (key,),
-        ).fetchone()
-        if row is None:
+        return self._rconn
+
+    def _read_failed(self, what: str, exc: sqlite3.Error) -> PersistenceError:
+        return PersistenceError(
+            f"{self!r} could not read {what}: {type(exc).__name__}: {exc}",
+            context={"path": self.path},
+        )
+
+    def _load(self, key: str) -> Stored | None:
+        try:
+            row = (
+                self._read_conn()
+                .execute(
+                    "SELECT data, version, schema_version, updated_at FROM foundation_state"
+                    " WHERE key=?",
+                    (key,),
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as exc:  # locked past busy_timeout, I/O error, not a database
+            raise self._read_failed(f"the record of {key!r}", exc) from exc
+        if row is None or row[0] == _TOMBSTONE:
             return None
-        return Stored(key, json.loads(row[0]), row[1], row[2], row[3])
+        return Stored(key, decode(self, key, row[0]), row[1], row[2], row[3])
 
     def _list(self, prefix: str) -> builtins.list[str]:
-        if self._rconn is None:
-            self._rconn = self._connect()
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        rows = self._rconn.execute(
-            "SELECT key FROM foundation_state WHERE key LIKE ? ESCAPE '\\' ORDER BY key",
-            (escaped + "%",),
-        ).fetchall()
+        try:
+            rows = (
+                self._read_conn()
+                .execute(
+                    "SELECT key FROM foundation_state WHERE key LIKE ? ESCAPE '\\'"
+                    " AND data <> ? ORDER BY key",
+                    (escaped + "%", _TOMBSTONE),
+                )
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise self._read_failed(f"the keys under {prefix!r}", exc) from exc
         return [r[0] for r in rows if r[0].startswith(prefix)]  # LIKE ignores ASCII case
 
     def _commit(self, batch: builtins.list[Write]) -> builtins.list[Any]:
@@ -209,31 +235,38 @@ class SQLiteStore(GroupCommitStore):
         self, conn: sqlite3.Connection, batch: builtins.list[Write], now: float
     ) -> builtins.list[Any]:
         """Check every version in order in Python and write the surviving upserts and deletes
-        in one transaction, in runs of one ``executemany``."""
+        (tombstones) in one transaction, in runs of one ``executemany``."""
         results: list[Any] = []
         upserts: list[tuple[str, str, int, int, float]] = []
         conn.execute("BEGIN IMMEDIATE")  # the write lock first: versions read below stay true
         try:
             current = self._versions(conn, {w.key for w in batch})
             for w in batch:
-                actual = current.get(w.key)
+                version, alive = current.get(w.key, (0, False))
+                actual = version if alive else None
                 if w.text is None:  # delete
-                    if actual is not None and w.expected not in (None, actual):
+                    if not alive:
+                        results.append(None)  # a delete of nothing is done
+                        continue
+                    if w.expected not in (None, actual):
                         results.append(stale(w.key, w.expected, actual))
                         continue
                     if upserts:  # keep the order of writes to one key
                         conn.executemany(_UPSERT, upserts)
                         upserts = []
-                    conn.execute("DELETE FROM foundation_state WHERE key=?", (w.key,))
-                    current.pop(w.key, None)
+                    conn.execute(
+                        "UPDATE foundation_state SET data=?, updated_at=? WHERE key=?",
+                        (_TOMBSTONE, now, w.key),
+                    )
+                    current[w.key] = (version, False)
                     results.append(None)
                     continue
                 if actual != w.expected:
                     results.append(stale(w.key, w.expected, actual))
                     continue
-                version = (actual or 0) + 1
+                version += 1  # on from a tombstone's version too: versions never go back
                 upserts.append((w.key, w.text, version, w.schema_version, now))
-                current[w.key] = version
+                current[w.key] = (version, True)
                 results.append(version)
             if upserts:
                 conn.executemany(_UPSERT, upserts)
@@ -245,14 +278,17 @@ class SQLiteStore(GroupCommitStore):
         return results
 
     @staticmethod
-    def _versions(conn: sqlite3.Connection, keys: set[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
+    def _versions(conn: sqlite3.Connection, keys: set[str]) -> dict[str, tuple[int, bool]]:
+        """Each key's row: (version, whether it holds a record rather than a tombstone)."""
+        found: dict[str, tuple[int, bool]] = {}
         ordered = sorted(keys)
         for i in range(0, len(ordered), _CHUNK):
             chunk = ordered[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, version in conn.execute(
-                f"SELECT key, version FROM foundation_state WHERE key IN ({marks})", chunk
+            for key, version, alive in conn.execute(
+                f"SELECT key, version, data <> '{_TOMBSTONE}' FROM foundation_state"
+                f" WHERE key IN ({marks})",
+                chunk,
             ):
-                found[key] = version
+                found[key] = (version, bool(alive))
         return found

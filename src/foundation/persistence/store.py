@@ -1,9 +1,11 @@
 """The state-store contract: versioned, fenced key/value records that every backend implements.
 
 A record is JSON-ready data (``dict``) under a string key, with a version that starts at 1 and
-grows by one per save. Every write names the version it replaces (``None`` for "no record yet"),
-so two writers of one key can never overwrite each other silently: the late one gets
-``StaleVersion``. A save returns only once the change is durable to the backend's promise.
+grows by one per save, and never goes back: a deleted key's next record goes on from the
+version it was deleted at (the backend keeps a tombstone). Every write names the version it
+replaces (``None`` for "no record yet"), so two writers of one key can never overwrite each
+other silently: the late one gets ``StaleVersion``. A save returns only once the change is
+durable to the backend's promise.
 """
 
 from __future__ import annotations
@@ -49,7 +51,11 @@ class StateStore(Protocol):
         ...
 
     async def delete(self, key: str, expected_version: int | None) -> None:
-        """Remove the record if it is still at ``expected_version`` (``None``: any version)."""
+        """Remove the record if it is still at ``expected_version`` (``None``: any version).
+
+        Its key's version is kept: a later save (with ``expected_version=None``) goes on from
+        it, so a writer still holding a version read before the delete gets ``StaleVersion``.
+        """
         ...
 
     async def list(self, prefix: str = "") -> list[str]:

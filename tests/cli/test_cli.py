@@ -63,6 +63,72 @@ def test_run_starts_the_tree_and_sigint_stops_it_cleanly() -> None:
     assert out.strip().splitlines()[-1] == "stopped 0"
 
 
+@pytest.fixture
+def in_tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in ``tmp_path`` (where the default store goes) with no $FOUNDATION_STORE; ``run``
+    puts the working directory on ``sys.path``, which is restored afterwards."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FOUNDATION_STORE", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    return tmp_path
+
+
+def _stored_count(url: str | None) -> int:
+    args = ["state", "show", "cli/tally"] + (["--store", url] if url else [])
+    shown = CliRunner().invoke(cli, args)
+    assert shown.exit_code == 0, shown.output
+    count: int = json.loads(shown.output)["data"]["count"]
+    return count
+
+
+PERSISTENT = "tests.cli.run_targets:persistent_tree"
+PLAIN = "tests.cli.run_targets:plain_tree"
+
+
+def test_run_gives_the_tree_the_store_named_by_store_and_the_state_lands_there(
+    in_tmp_cwd: Path,
+) -> None:
+    url = f"sqlite:///{in_tmp_cwd / 'x.db'}"
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["run", PERSISTENT, "--store", url])
+        assert result.exit_code == 0, result.output
+    assert _stored_count(url) == 10  # the second run came back with the first one's state
+    assert sorted(p.name for p in in_tmp_cwd.glob("*.db")) == ["x.db"]
+
+
+def test_run_defaults_to_foundation_store_then_foundation_db_in_the_working_directory(
+    in_tmp_cwd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert CliRunner().invoke(cli, ["run", PERSISTENT]).exit_code == 0
+    assert (in_tmp_cwd / "foundation.db").exists()
+    assert _stored_count(None) == 5
+    monkeypatch.setenv("FOUNDATION_STORE", f"sqlite:///{in_tmp_cwd / 'env.db'}")
+    assert CliRunner().invoke(cli, ["run", PERSISTENT]).exit_code == 0
+    assert _stored_count(None) == 5
+    assert _stored_count("sqlite:///foundation.db") == 5
+
+
+def test_run_of_a_tree_without_persistent_processes_writes_no_store_file(
+    in_tmp_cwd: Path,
+) -> None:
+    assert CliRunner().invoke(cli, ["run", PLAIN]).exit_code == 0
+    assert CliRunner().invoke(cli, ["run", PLAIN, "--store", "NONE"]).exit_code == 0
+    assert list(in_tmp_cwd.iterdir()) == []
+
+
+def test_run_with_store_none_has_no_store_for_persistent_servers(in_tmp_cwd: Path) -> None:
+    result = CliRunner().invoke(cli, ["run", PERSISTENT, "--store", "none"])
+    assert result.exit_code == 1
+    assert "has no state store" in str(result.exception)
+    assert list(in_tmp_cwd.iterdir()) == []
+
+
+def test_run_with_a_bad_store_url_is_a_usage_error(in_tmp_cwd: Path) -> None:
+    result = CliRunner().invoke(cli, ["run", PLAIN, "--store", "nope"])
+    assert result.exit_code == 2
+    assert "invalid store URL 'nope'" in result.output
+
+
 def _foundation(
     args: list[str], cwd: Path, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
@@ -85,6 +151,7 @@ def test_demo_loses_nothing_under_the_chaos_monkey_and_says_so(tmp_path: Path) -
     assert re.search(r"workflows lost\s+│\s+0\b", proc.stdout)
     assert re.search(r"steps recorded\s+│\s+200\b", proc.stdout)
     assert (tmp_path / "foundation-demo.db").exists()
+    assert "`foundation state list --store sqlite:///foundation-demo.db`" in proc.stdout
 
 
 def test_demo_kill_process_sigkills_the_system_and_every_workflow_completes(

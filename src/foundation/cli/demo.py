@@ -275,6 +275,7 @@ def _kill_process_demo(opts: DemoOptions, kills: int) -> int:
     ok = ok and tally.outcome["steps recorded"] == 5 * opts.workflows
     console.print("[green]every workflow completed, each step's result recorded exactly once"
                   if ok else "[red]workflows were lost or wrong")  # fmt: skip
+    _state_hint(console, opts.store)
     return 0 if ok else 1
 
 
@@ -304,5 +305,15 @@ def main(
     ok = lost == 0 and tally.outcome["wrong results"] == 0
     console.print("[green]nothing lost: every workflow completed with the expected results"
                   if ok else f"[red]{lost} workflows lost or failed")  # fmt: skip
-    console.print(f"state kept in {store}: try `foundation workflows --store sqlite:///{store}`")
+    _state_hint(console, store)
     return 0 if ok else 1
+
+
+def _state_hint(console: Console, store: str) -> None:
+    url = f"sqlite:///{store}"
+    console.print(
+        f"state kept in {store}: see it with `foundation state list --store {url}`"
+        f" or `foundation workflows --store {url}`",
+        markup=False,
+        soft_wrap=True,
+    )

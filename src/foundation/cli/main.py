@@ -9,6 +9,10 @@ from typing import Any
 
 import click
 
+from foundation.cli.state import DEFAULT_STORE, store_option, store_url
+from foundation.errors import FoundationError
+from foundation.persistence import StateStore, open_store
+
 __all__ = ["cli", "load_target", "main"]
 
 
@@ -40,7 +44,12 @@ def cli() -> None:
 @cli.command("run")
 @click.argument("target")
 @click.option("--uvloop", "use_uvloop", is_flag=True, help="Run on uvloop (foundation[fast]).")
-def run_cmd(target: str, use_uvloop: bool) -> None:
+@store_option(
+    "State store URL of the persistent servers and agents (default: $FOUNDATION_STORE or "
+    f"{DEFAULT_STORE}, a file in the working directory, created when first used); "
+    "`none`: run with no store."
+)
+def run_cmd(target: str, use_uvloop: bool, url: str | None) -> None:
     """Run TARGET (module:attribute) until Ctrl-C or SIGTERM, then stop it in order.
 
     TARGET is a list of child specs (started under a root supervisor), an async function, or a
@@ -48,10 +57,23 @@ def run_cmd(target: str, use_uvloop: bool) -> None:
     """
     from foundation.kernel.main import run
 
+    store = _run_store(url)
     root = load_target(target)
     if callable(root) and not _is_async(root):
         root = root()
-    run(root, use_uvloop=use_uvloop)
+    run(root, use_uvloop=use_uvloop, store=store)
+
+
+def _run_store(url: str | None) -> StateStore | None:
+    """The store ``foundation run`` hands its runtime: None for ``none``, else the store the URL
+    names, opened here so a bad URL is a usage error (the store connects on first use)."""
+    chosen = store_url(url)
+    if chosen.strip().lower() == "none":
+        return None
+    try:
+        return open_store(chosen)
+    except FoundationError as err:
+        raise click.BadParameter(err.message, param_hint="'--store'") from err
 
 
 def _is_async(fn: Any) -> bool:

@@ -1,7 +1,7 @@
 """``foundation state`` and ``foundation workflows``: what an operator needs to see in a store.
 
-Both read a state store by URL (``--store``, else ``$FOUNDATION_STORE``, else the demo's and
-examples' default ``sqlite:///foundation.db`` in the working directory) without starting any
+Both read a state store by URL (``--store``, else ``$FOUNDATION_STORE``, else the default of
+the CLI and examples, ``sqlite:///foundation.db`` in the working directory) without starting any
 process of the system: ``state list [PREFIX]`` lists keys with version and update time, ``state
 show KEY`` prints a record as JSON, ``workflows [--status S]`` lists stored workflows.
 """
@@ -23,19 +23,24 @@ from foundation.errors import FoundationError
 from foundation.kernel.runtime import Runtime
 from foundation.persistence.store import StateStore, Stored
 
-__all__ = ["DEFAULT_STORE", "state_group", "store_url", "workflows_cmd"]
+__all__ = ["DEFAULT_STORE", "state_group", "store_option", "store_url", "workflows_cmd"]
 
 DEFAULT_STORE = "sqlite:///foundation.db"
-"""The store the demo and the examples use when none is named."""
+"""The store ``foundation run``, ``state`` and ``workflows`` use when none is named."""
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
-_store_option = click.option(
-    "--store",
-    "url",
-    default=None,
-    help=f"State store URL (default: $FOUNDATION_STORE or {DEFAULT_STORE}).",
-)
+
+def store_option(
+    help_text: str = f"State store URL (default: $FOUNDATION_STORE or {DEFAULT_STORE}).",
+) -> Callable[[F], F]:
+    """The ``--store URL`` option of the commands that use a store (passed as ``url``; None when
+    not given: resolve it with ``store_url``)."""
+    return click.option("--store", "url", default=None, metavar="URL", help=help_text)
+
+
+_store_option = store_option()
 
 
 def store_url(url: str | None) -> str:

@@ -15,8 +15,13 @@ from foundation.errors import (
     NotLockHolder,
 )
 from foundation.kernel.api import wait_exit
+from foundation.kernel.child_spec import ChildSpec
+from foundation.kernel.supervisor import Supervisor
 from foundation.services.coordination import Coordination, Lease
-from foundation.testing import crash, sync
+from foundation.testing import crash, restarted, sync
+
+# Each test's runtime has its own in-memory store: the first incarnation's tokens are 1, 2, 3.
+pytestmark = pytest.mark.foundation(store="memory://")
 
 
 async def start() -> Any:
@@ -222,3 +227,43 @@ async def test_requests_from_outside_a_process_or_with_bad_input_get_clear_error
         await Coordination.create_barrier("b", 0)
     with pytest.raises(InvalidArgument):
         await Coordination.wait_barrier("never-created")
+
+
+async def _tokens_across_a_restart() -> tuple[list[int], list[int]]:
+    """Lock tokens and leader terms granted before and after the coordination process (under a
+    supervisor) crashes and is restarted; the old holders never released anything."""
+    await Supervisor.start_link(
+        [ChildSpec(id="coordination", start=Coordination.start_link)], strategy="one_for_one"
+    )
+    seen: list[int] = []
+
+    async def holder() -> None:
+        seen.append((await Coordination.acquire("db", lease=60)).token)
+        seen.append((await Coordination.elect("team", lease=60)).term)
+        await receive()
+
+    first = spawn(holder)
+    await sync(first)
+    old = await crash("coordination")
+    await restarted("coordination", old)
+    second = spawn(holder)
+    await sync(second)
+    send(first, "done")
+    send(second, "done")
+    return seen[:2], seen[2:]
+
+
+async def test_tokens_and_terms_grow_across_a_restart_through_the_stored_epoch(
+    runtime: Runtime,
+) -> None:
+    before, after = await _tokens_across_a_restart()
+    assert before == [1, 1]
+    assert after == [(1 << 32) + 1, (1 << 32) + 1]  # the second incarnation's epoch
+
+
+@pytest.mark.foundation(store=None)
+async def test_without_a_store_tokens_and_terms_still_grow_across_a_restart(
+    runtime: Runtime,
+) -> None:
+    before, after = await _tokens_across_a_restart()
+    assert after[0] > before[0] and after[1] > before[1]

@@ -16,10 +16,19 @@ timed out; it checks before answering, on the loop thread, so the two cannot rac
 - **Leaders**: ``elect(group, lease=...)`` makes the caller leader of ``group`` if it has none
   (or its lease expired, or its process exited) and returns the current ``Leadership`` with its
   term, a fencing token for the group; ``renew``/``resign`` with that term.
+
+Tokens and terms grow across restarts of the coordination process too (a restarted server
+knows no lease, so it may grant a lock whose old holder still believes it holds it: only a
+larger token makes the old holder's writes refusable). Each incarnation counts from its own
+base: with a state store in the runtime, an epoch saved durably at start (``(epoch - 1) << 32``,
+so the first incarnation's tokens are 1, 2, 3, ...); without one, the wall clock in microseconds
+at start (every older token is smaller while the clock does not go back, as one server cannot
+grant a lock more than once per microsecond).
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +100,19 @@ class _State:
         self.leaders: dict[str, Leadership] = {}
         self.terms: dict[str, int] = {}
         self.monitors: dict[Pid, tuple[Ref, int]] = {}
+        self.base = 0  # this incarnation's tokens and terms count from here (see the module)
+
+
+async def _incarnation_base(name: Any) -> int:
+    """Where this incarnation's tokens start: above every token an earlier one granted."""
+    store = current_runtime().store
+    if store is None:
+        return time.time_ns() // 1000
+    key = f"coordination/{name}/epoch"
+    stored = await store.load(key)
+    epoch = (int(stored.data.get("epoch", 0)) if stored is not None else 0) + 1
+    await store.save(key, {"epoch": epoch}, stored.version if stored is not None else None)
+    return (epoch - 1) << 32
 
 
 def _caller_pid(what: str) -> Pid:
@@ -112,7 +134,7 @@ class Coordination(GenServer):
     @classmethod
     async def start_link(cls, *, name: Any = "coordination") -> Pid:  # type: ignore[override]
         """Start the coordination process linked to the caller."""
-        return await cls._start(None, name=name, timeout=5.0, max_mailbox=None, link=True)
+        return await cls._start(name, name=name, timeout=5.0, max_mailbox=None, link=True)
 
     # -- locks -------------------------------------------------------------------------------
 
@@ -197,8 +219,10 @@ class Coordination(GenServer):
 
     # -- server -----------------------------------------------------------------------------------
 
-    async def init(self, args: None) -> _State:
-        return _State()
+    async def init(self, name: Any) -> _State:
+        state = _State()
+        state.base = await _incarnation_base(name)
+        return state
 
     async def handle_call(self, request: Any, caller: From, state: _State) -> Any:
         op = request[0] if isinstance(request, tuple) and request else None
@@ -245,7 +269,8 @@ class Coordination(GenServer):
 
     def _grant(self, state: _State, name: str, lock: _Lock, holder: Pid, lease: float) -> Lease:
         # Fencing tokens only grow, even across the lock's table entry being dropped.
-        lock.token = state.terms[f"lock:{name}"] = state.terms.get(f"lock:{name}", 0) + 1
+        key = f"lock:{name}"
+        lock.token = state.terms[key] = state.terms.get(key, state.base) + 1
         granted = Lease(name, holder, lock.token, self._now() + lease)
         lock.lease = granted
         self._watch(state, holder)
@@ -341,7 +366,8 @@ class Coordination(GenServer):
         current = self._live_leader(state, group)
         if current is not None:
             return current
-        term = state.terms[f"leader:{group}"] = state.terms.get(f"leader:{group}", 0) + 1
+        key = f"leader:{group}"
+        term = state.terms[key] = state.terms.get(key, state.base) + 1
         leadership = Leadership(group, candidate, term, self._now() + lease)
         state.leaders[group] = leadership
         self._watch(state, candidate)

@@ -226,3 +226,38 @@ async def test_a_pid_recipient_is_only_known_while_the_queue_that_took_it_runs(
     (entry,) = await DeadLetterQueue.list()
     assert (entry.attempts, entry.metadata["last_error"]) == (2, "not_found_key")
     assert await call(subscriber, "got") == []
+
+
+async def test_the_queue_sweeps_by_itself_retrying_what_is_due_and_purging_what_expired(
+    runtime: Runtime,
+) -> None:
+    await start(runtime, sweep_every=60.0, expire_after=1_000.0, max_attempts=3)
+    await Inbox.start(name="inbox")
+    await DeadLetterQueue.put("inbox", "hello", "timeout")
+    await DeadLetterQueue.put("nobody", "lost", "noproc")  # never deliverable
+    await DeadLetterQueue.put("inbox", object(), "bad")  # kept as a repr: never retried
+
+    async def left() -> list[tuple[str, int]]:
+        return [(e.recipient, e.attempts) for e in await DeadLetterQueue.list()]
+
+    # Virtual time jumps only when every process is idle: each sweep is over when it moves on.
+    await runtime.clock.sleep(61)  # the sweep at t=60 delivered "hello", tried "nobody" again
+    assert await call("inbox", "got") == ["hello"]
+    assert await left() == [("nobody", 2), ("inbox", 1)]
+    await runtime.clock.sleep(60)  # t=121: "nobody" tried a third time
+    assert await left() == [("nobody", 3), ("inbox", 1)]
+    await runtime.clock.sleep(60)  # t=181: "nobody" purged (3 attempts)
+    assert await left() == [("inbox", 1)]
+    await runtime.clock.sleep(840)  # t=1021: the repr entry, 1,000 s old, purged
+    assert await left() == []
+
+
+async def test_a_queue_with_sweeps_off_keeps_every_entry_until_asked(runtime: Runtime) -> None:
+    await start(runtime, sweep_every=None)
+    await DeadLetterQueue.put("nobody", "lost", "noproc")
+    await runtime.clock.sleep(100_000)
+    assert [e.attempts for e in await DeadLetterQueue.list()] == [1]
+    with pytest.raises(InvalidArgument):
+        await DeadLetterQueue.start_link(name="other", sweep_every=0)
+    with pytest.raises(InvalidArgument):
+        await DeadLetterQueue.start_link(name="other", max_attempts=0)

@@ -20,7 +20,12 @@ caller (never inside the queue's server): by a call (the recipient's reply is th
 acknowledgement) or, for signals and entries whose metadata says ``delivery="send"``, by a send
 (the way they were first sent). A delivered entry is removed; a failed one counts the attempt
 and is not due again before ``backoff * 2 ** (attempts - 1)`` seconds (at most
-``max_backoff``). ``purge(max_age=..., max_attempts=...)`` removes expired entries. Times are
+``max_backoff``). ``purge(max_age=..., max_attempts=...)`` removes expired entries.
+
+The queue also sweeps by itself every ``sweep_every`` seconds (default 300; ``None``: never):
+it purges the expired entries (first failed over ``expire_after`` seconds ago, default a day,
+or tried ``max_attempts`` times, default 5) and retries the due ones, in a process of its own
+linked to the queue (the queue's server never waits on a recipient), one sweep at a time. Times are
 epoch seconds on the runtime clock (``epoch`` as for the scheduler: the wall time the clock's
 zero stands for; tests pass ``epoch=0``). Without a store in the runtime, entries live in a
 private ``MemoryStore`` (and die with the queue).
@@ -37,13 +42,14 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from foundation.errors import FoundationError, InvalidArgument, NotFound
-from foundation.kernel.api import send
+from foundation.kernel.api import is_alive, send, spawn_link
 from foundation.kernel.context import current_runtime
 from foundation.kernel.gen_server import GenServer, call
 from foundation.kernel.messages import Reply
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
 from foundation.kernel.supervision import Failed, unwrap
+from foundation.kernel.timers import send_after
 from foundation.persistence.memory import MemoryStore
 from foundation.persistence.store import StateStore
 from foundation.services.signal_bus import DeadLetterSink, Signal
@@ -113,6 +119,18 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
+class _Sweep:
+    """The queue's timer message: time to purge what expired and retry what is due."""
+
+    __slots__ = ()
+
+
+async def _sweep(dlq: Pid, expire_after: float, max_attempts: int) -> None:
+    """One sweep, outside the queue's server: purge the expired entries, retry the due ones."""
+    await DeadLetterQueue.purge(max_age=expire_after, max_attempts=max_attempts, dlq=dlq)
+    await DeadLetterQueue.retry(dlq=dlq)
+
+
 class DeadLetterQueue(GenServer):
     """The durable dead-letter queue; see the module docstring."""
 
@@ -124,11 +142,21 @@ class DeadLetterQueue(GenServer):
         backoff: float = 1.0,
         max_backoff: float = 300.0,
         epoch: float | None = None,
+        sweep_every: float | None = 300.0,
+        expire_after: float = 86_400.0,
+        max_attempts: int = 5,
     ) -> Pid:
         """Start the queue, loading the entries stored by earlier runs."""
         if not _positive(backoff) or not _positive(max_backoff):
             raise InvalidArgument(f"invalid backoff {backoff!r}/{max_backoff!r} (seconds > 0)")
-        return await cls._start((backoff, max_backoff, epoch), name=name, timeout=30.0,
+        if sweep_every is not None and not _positive(sweep_every):
+            raise InvalidArgument(f"invalid sweep_every: {sweep_every!r} (seconds > 0, or None)")
+        if not _positive(expire_after):
+            raise InvalidArgument(f"invalid expire_after: {expire_after!r} (seconds > 0)")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise InvalidArgument(f"invalid max_attempts: {max_attempts!r} (an int >= 1)")
+        sweep = (sweep_every, expire_after, max_attempts)
+        return await cls._start((backoff, max_backoff, epoch, sweep), name=name, timeout=30.0,
                                 max_mailbox=None, link=True)  # fmt: skip
 
     @classmethod
@@ -243,9 +271,12 @@ class DeadLetterQueue(GenServer):
         return self.epoch + self.clock.now()
 
     async def init(
-        self, args: tuple[float, float, float | None]
+        self, args: tuple[float, float, float | None, tuple[float | None, float, int]]
     ) -> dict[str, tuple[DeadLetter, int]]:
-        self.backoff, self.max_backoff, epoch = args
+        self.backoff, self.max_backoff, epoch, self.sweep = args
+        self.sweeper: Pid | None = None
+        if self.sweep[0] is not None:
+            send_after(self.pid, _Sweep(), self.sweep[0])
         rt = current_runtime()
         self.clock = rt.clock
         self.epoch = time.time() - self.clock.now() if epoch is None else epoch
@@ -326,6 +357,16 @@ class DeadLetterQueue(GenServer):
             return Reply({"entries": len(entries), "by_reason": by_reason,
                           "by_recipient": by_recipient, "oldest": oldest}, entries)  # fmt: skip
         return await super().handle_call(request, caller, entries)
+
+    async def handle_info(self, msg: Any, entries: Any) -> Any:
+        if type(msg) is _Sweep:
+            every, expire_after, max_attempts = self.sweep
+            if self.sweeper is None or not is_alive(self.sweeper):  # one sweep at a time
+                self.sweeper = spawn_link(_sweep, self.pid, expire_after, max_attempts)
+            assert every is not None
+            send_after(self.pid, _Sweep(), every)
+            return entries
+        return await super().handle_info(msg, entries)
 
     async def _drop(self, entries: Any, entry_id: str) -> None:
         _, version = entries.pop(entry_id)

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from foundation import Runtime, Supervisor, call
 from foundation.agents import (
+    AGENT_REGISTRY,
     Agent,
     AgentSupervisor,
     action,
@@ -28,7 +29,7 @@ from foundation.errors import (
 )
 from foundation.persistence import MemoryStore
 from foundation.services.signal_bus import Signal, SignalBus
-from foundation.testing import assert_emitted, crash, restarted, sync
+from foundation.testing import assert_emitted, crash, restarted, sync, wait_until
 
 
 class Counter(Agent):
@@ -179,6 +180,28 @@ async def test_agents_receive_the_signal_types_they_subscribe_to(runtime: Runtim
     await sync("c1")
     state = (await agents.load(agent_key(Counter, "c1"))).data  # type: ignore[union-attr]
     assert state["seen"] == ["counter.reset.all"]
+
+
+async def test_agents_join_a_restarted_registry_and_bus_again(runtime: Runtime) -> None:
+    """A restarted registry or bus starts empty: the agents that had joined it restart (from
+    their durable state) and register and subscribe again; none is left unfindable or deaf."""
+    await start_system(runtime)
+    c1 = await start_agent(Counter, "c1")
+    await run("c1", "add", {"n": 2})
+    old_registry = runtime.whereis(AGENT_REGISTRY)
+    crash(old_registry)
+    await restarted(AGENT_REGISTRY, old_registry)
+    again = await restarted("c1", c1)
+    await wait_until(lambda: [a.pid for a in find_agents("math")] == [again])
+    assert await run("c1", "total") == 2  # restarted from its durable state
+    old_bus = runtime.whereis("signal_bus")
+    crash(old_bus)
+    await restarted("signal_bus", old_bus)
+    third = await restarted("c1", again)
+    await wait_until(lambda: [a.pid for a in find_agents("count")] == [third])
+    assert await SignalBus.publish("signal_bus", "counter.after.restart") == 1
+    await sync("c1")
+    assert await run("c1", "total") == 2
 
 
 async def test_each_action_is_a_telemetry_span(runtime: Runtime) -> None:

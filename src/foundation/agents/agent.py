@@ -11,7 +11,9 @@ and its supervisor restarts it from its last durable state. Each action is a tel
 Agents register themselves in the agent registry (``find_agents(capability=..., health=...)``)
 and may subscribe to signal types on the signal bus (``signals = ("task.**",)``, delivered to
 ``on_signal``). Override ``initial_state(args)`` for the state of a new id and ``on_start`` for
-work on every start (after a restart too).
+work on every start (after a restart too). An agent monitors the registry and the bus it joined:
+if either exits (a restarted registry or bus starts empty), the agent crashes on purpose and its
+supervisor restarts it from its durable state, so it registers and subscribes again.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from pydantic import ValidationError as PydanticValidationError
 
 from foundation.agents.action import ActionSpec, collect_actions, validation_error
 from foundation.errors import FoundationError, InvalidArgument, NoProcess, UnknownAction
+from foundation.kernel.api import monitor
 from foundation.kernel.context import current_runtime
 from foundation.kernel.gen_server import call, cast
-from foundation.kernel.messages import Reply
+from foundation.kernel.messages import Down, Reply
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
 from foundation.kernel.registry import Registry
@@ -84,6 +87,7 @@ class Agent(PersistentServer):
     actions: ClassVar[dict[str, ActionSpec]] = {}
 
     agent_id: str
+    _joined: dict[Any, str] | None = None  # monitor ref -> what it watches (registry, bus)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -139,9 +143,19 @@ class Agent(PersistentServer):
                 f"{self.registry!r} is running (start AgentSupervisor.child_specs() first)",
                 context={"registry": self.registry},
             ) from exc
+        self._joined = {}
+        self._watch("registry", self.registry)
         for pattern in self.signals:
             await SignalBus.subscribe(self.signal_bus, pattern)
+        if self.signals:
+            self._watch("signal bus", self.signal_bus)
         return await self.on_start(state)
+
+    def _watch(self, what: str, name: Any) -> None:
+        """Monitor the registry or bus this agent just joined (see ``handle_info``)."""
+        proc = current_runtime().resolve(name)
+        if proc is not None and self._joined is not None:
+            self._joined[monitor(proc.pid)] = f"{what} {name!r}"
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -167,6 +181,13 @@ class Agent(PersistentServer):
     async def handle_info(self, msg: Any, state: Any) -> Any:
         if type(msg) is Signal:
             return await self.on_signal(msg, state)
+        if type(msg) is Down and self._joined and msg.ref in self._joined:
+            # Its successor knows nothing of this agent: crash, so that the restart joins it.
+            raise NoProcess(
+                f"agent {self.agent_id!r}: its {self._joined[msg.ref]} exited "
+                f"({msg.reason!r}); restarting to join its successor",
+                context={"agent": self.agent_id},
+            )
         return await super().handle_info(msg, state)
 
     async def _run(self, request: _Run, state: Any) -> Reply:

@@ -246,6 +246,9 @@ async def test_the_queue_sweeps_by_itself_retrying_what_is_due_and_purging_what_
     assert await left() == [("nobody", 2), ("inbox", 1)]
     await runtime.clock.sleep(60)  # t=121: "nobody" tried a third time
     assert await left() == [("nobody", 3), ("inbox", 1)]
+    store = runtime.store
+    assert isinstance(store, MemoryStore)
+    assert await store.forget_deleted("dlq/") == 0  # the delivered entry's tombstone: gone
     await runtime.clock.sleep(60)  # t=181: "nobody" purged (3 attempts)
     assert await left() == [("inbox", 1)]
     await runtime.clock.sleep(840)  # t=1021: the repr entry, 1,000 s old, purged

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from foundation.errors import FoundationError, PersistenceError
+from foundation.errors import FoundationError, InvalidArgument, PersistenceError
 from foundation.kernel.context import RUNTIME
 from foundation.persistence.memory import check_key, encode, settled
 from foundation.persistence.store import Stored
@@ -179,6 +180,21 @@ class GroupCommitStore:
         check_key(key)
         await self._write(key, None, expected_version, 0)
 
+    async def forget_deleted(self, prefix: str = "", older_than: float = 0.0) -> int:
+        """Drop the tombstones of keys under ``prefix`` deleted ``older_than`` seconds ago or
+        more; how many. A forgotten key's versions start again at 1: only for keys that are
+        never written again (unique ids), or whose old writers are all gone."""
+        if not isinstance(prefix, str):
+            raise InvalidArgument(f"invalid prefix {prefix!r}: a str")
+        writer, _ = self._ready()
+        while self._inflight is not None or self._queue:  # deletes queued before land first
+            if self._inflight is None:
+                self._flush()
+            assert self._inflight is not None
+            await asyncio.wait([self._inflight])
+        forgotten: int = await writer.run(self._forget, prefix, time.time() - older_than)
+        return forgotten
+
     def _write(
         self,
         key: str,
@@ -334,6 +350,9 @@ class GroupCommitStore:
         raise NotImplementedError
 
     def _list(self, prefix: str) -> builtins.list[str]:
+        raise NotImplementedError
+
+    def _forget(self, prefix: str, cutoff: float) -> int:
         raise NotImplementedError
 
     def _close_writer(self) -> None:

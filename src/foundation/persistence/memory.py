@@ -72,6 +72,16 @@ class MemoryStore:
             raise stale(key, expected_version, current[1])
         self._records[key] = (None, current[1], current[2], time.time())
 
+    async def forget_deleted(self, prefix: str = "", older_than: float = 0.0) -> int:
+        """Drop the tombstones under ``prefix`` deleted ``older_than`` seconds ago or more (see
+        ``GroupCommitStore.forget_deleted``); how many."""
+        cutoff = time.time() - older_than
+        gone = [k for k, r in self._records.items()
+                if r[0] is None and r[3] <= cutoff and k.startswith(prefix)]  # fmt: skip
+        for key in gone:
+            del self._records[key]
+        return len(gone)
+
     async def list(self, prefix: str = "") -> list[str]:
         return sorted(
             k for k, r in self._records.items() if r[0] is not None and k.startswith(prefix)

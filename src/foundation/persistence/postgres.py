@@ -77,6 +77,8 @@ class PostgresStore(GroupCommitStore):
             "versions": f"SELECT key, CASE WHEN data = 'null'::jsonb THEN NULL ELSE version END"
             f" FROM {t} WHERE key = ANY($1::text[])",
             "round": _ROUND.format(t=t),
+            "forget": f"DELETE FROM {t} WHERE data = 'null'::jsonb AND starts_with(key, $1)"
+            " AND updated_at <= $2",
             "create": f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY,"
             " data JSONB NOT NULL, version BIGINT NOT NULL, schema_version INTEGER NOT NULL,"
             " updated_at DOUBLE PRECISION NOT NULL)",
@@ -188,6 +190,10 @@ class PostgresStore(GroupCommitStore):
     def _commit(self, batch: builtins.list[Write]) -> builtins.list[Any]:
         results: builtins.list[Any] = self._run(self._w, _commit, batch)
         return results
+
+    def _forget(self, prefix: str, cutoff: float) -> int:
+        status: str = self._run(self._w, _execute, self._sql["forget"], (prefix, cutoff))
+        return int(status.rsplit(maxsplit=1)[-1])  # "DELETE n"
 
 
 async def _execute(conn: Any, store: PostgresStore, sql: str, args: tuple[Any, ...]) -> Any:

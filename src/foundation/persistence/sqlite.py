@@ -72,6 +72,12 @@ def _values(n: int, width: int) -> str:
     return "VALUES " + ",".join([row] * n)
 
 
+def _like(prefix: str) -> str:
+    """A ``LIKE ... ESCAPE '\\'`` pattern for keys starting with ``prefix`` (ASCII case
+    ignored by LIKE: callers check the prefix exactly too)."""
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 @functools.cache
 def _update_sql(n: int) -> str:
     return (
@@ -161,20 +167,29 @@ class SQLiteStore(GroupCommitStore):
         return Stored(key, decode(self, key, row[0]), row[1], row[2], row[3])
 
     def _list(self, prefix: str) -> builtins.list[str]:
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         try:
             rows = (
                 self._read_conn()
                 .execute(
                     "SELECT key FROM foundation_state WHERE key LIKE ? ESCAPE '\\'"
                     " AND data <> ? ORDER BY key",
-                    (escaped + "%", _TOMBSTONE),
+                    (_like(prefix), _TOMBSTONE),
                 )
                 .fetchall()
             )
         except sqlite3.Error as exc:
             raise self._read_failed(f"the keys under {prefix!r}", exc) from exc
         return [r[0] for r in rows if r[0].startswith(prefix)]  # LIKE ignores ASCII case
+
+    def _forget(self, prefix: str, cutoff: float) -> int:
+        if self._wconn is None:
+            self._wconn = self._connect()
+        cur = self._wconn.execute(  # one statement: its own transaction
+            "DELETE FROM foundation_state WHERE data = ? AND updated_at <= ?"
+            " AND key LIKE ? ESCAPE '\\' AND substr(key, 1, ?) = ?",
+            (_TOMBSTONE, cutoff, _like(prefix), len(prefix), prefix),
+        )
+        return cur.rowcount
 
     def _commit(self, batch: builtins.list[Write]) -> builtins.list[Any]:
         """On the writer thread: check every version and write the batch in one transaction.

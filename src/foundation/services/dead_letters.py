@@ -275,6 +275,7 @@ class DeadLetterQueue(GenServer):
     ) -> dict[str, tuple[DeadLetter, int]]:
         self.backoff, self.max_backoff, epoch, self.sweep = args
         self.sweeper: Pid | None = None
+        self.dropped = 0  # entries deleted since the last forget_deleted
         if self.sweep[0] is not None:
             send_after(self.pid, _Sweep(), self.sweep[0])
         rt = current_runtime()
@@ -362,6 +363,7 @@ class DeadLetterQueue(GenServer):
         if type(msg) is _Sweep:
             every, expire_after, max_attempts = self.sweep
             if self.sweeper is None or not is_alive(self.sweeper):  # one sweep at a time
+                await self._forget_dropped()  # what the last sweep (or anyone) deleted
                 self.sweeper = spawn_link(_sweep, self.pid, expire_after, max_attempts)
             assert every is not None
             send_after(self.pid, _Sweep(), every)
@@ -372,3 +374,12 @@ class DeadLetterQueue(GenServer):
         _, version = entries.pop(entry_id)
         self.pids.pop(entry_id, None)
         await self.store.delete(f"dlq/{entry_id}", version)
+        self.dropped += 1
+
+    async def _forget_dropped(self) -> None:
+        """Entry ids are never used twice: their tombstones need not be kept (where the store
+        can forget them), so a queue's table does not grow with every letter it ever held."""
+        forget = getattr(self.store, "forget_deleted", None)
+        if forget is not None and self.dropped:
+            self.dropped = 0
+            await forget("dlq/")

@@ -145,6 +145,26 @@ class StateStoreSpec:
         await store.delete("a", None)
         assert await store.save("a", {}, None) == 4
 
+    async def test_forgetting_tombstones_lets_only_those_keys_start_again_at_one(
+        self, store: StateStore
+    ) -> None:
+        """``forget_deleted(prefix, older_than)`` is optional (not in the protocol); a store
+        that has it drops only tombstones, only under the prefix, only old enough."""
+        forget = getattr(store, "forget_deleted", None)
+        if forget is None:
+            pytest.skip(f"{type(store).__name__} has no forget_deleted (optional)")
+        await store.save("gone/1", {}, None)
+        await store.save("gone/1", {}, 1)
+        await store.delete("gone/1", 2)
+        await store.save("gone_not/1", {}, None)
+        await store.delete("gone_not/1", 1)
+        await store.save("gone/live", {}, None)
+        assert await forget("gone/", older_than=3600) == 0  # deleted just now
+        assert await forget("gone/") == 1
+        assert await store.save("gone/1", {}, None) == 1  # forgotten: starts again
+        assert await store.save("gone_not/1", {}, None) == 2  # not under the prefix
+        assert (await _load(store, "gone/live")).version == 1  # a record is never forgotten
+
     async def test_list_gives_the_keys_with_a_prefix_sorted(self, store: StateStore) -> None:
         for key in ["agent/b", "agent/a", "workflow/1", "agent_x", "Agent/c"]:
             await store.save(key, {}, None)

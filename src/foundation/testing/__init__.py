@@ -5,6 +5,7 @@ Runtime on a virtual clock that jumps ahead whenever everything is idle, so no t
 See ``docs/testing.md``.
 """
 
+from foundation.testing.faults import FaultyStore as FaultyStore
 from foundation.testing.helpers import WaitTimeout as WaitTimeout
 from foundation.testing.helpers import assert_emitted as assert_emitted
 from foundation.testing.helpers import crash as crash
@@ -16,6 +17,7 @@ from foundation.testing.virtual_clock import VirtualClock as VirtualClock
 from foundation.testing.virtual_clock import VirtualTimeLoop as VirtualTimeLoop
 
 __all__ = [
+    "FaultyStore",
     "VirtualClock",
     "VirtualTimeLoop",
     "WaitTimeout",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from foundation.errors import FoundationError, InvalidArgument, PersistenceError
 from foundation.kernel.context import RUNTIME
-from foundation.persistence.memory import check_key, encode, settled
+from foundation.persistence.memory import check_key, check_version, encode, settled
 from foundation.persistence.store import Stored
 
 if TYPE_CHECKING:
@@ -207,6 +207,8 @@ class GroupCommitStore:
         one coroutine less per save)."""
         if self._closed or self._writer is None:
             self._ready()
+        if expected is not None and (type(expected) is not int or expected < 1):
+            check_version(key, expected)  # raises: a tombstone's negated version is no target
         rt = self._rt
         assert rt is not None
         fut: asyncio.Future[int | None] | None

@@ -15,7 +15,7 @@ from typing import Any
 from foundation.errors import InvalidArgument, PersistenceError, StaleVersion, StateCorrupt
 from foundation.persistence.store import Stored
 
-__all__ = ["MemoryStore", "check_key", "decode", "encode", "settled", "stale"]
+__all__ = ["MemoryStore", "check_key", "check_version", "decode", "encode", "settled", "stale"]
 
 
 class MemoryStore:
@@ -55,6 +55,7 @@ class MemoryStore:
     ) -> int:
         """``save`` of data already encoded as JSON text (what persistent servers hand over)."""
         check_key(key)
+        check_version(key, expected_version)
         current = self._records.get(key)
         actual = current[1] if current is not None and current[0] is not None else None
         if actual != expected_version:
@@ -65,6 +66,8 @@ class MemoryStore:
         return version
 
     async def delete(self, key: str, expected_version: int | None) -> None:
+        check_key(key)
+        check_version(key, expected_version)
         current = self._records.get(key)
         if current is None or current[0] is None:
             return
@@ -95,6 +98,15 @@ def check_key(key: object) -> None:
     """Reject keys no backend can store faithfully: they must be non-empty strings."""
     if not isinstance(key, str) or not key:
         raise InvalidArgument(f"invalid state key {key!r}: must be a non-empty string")
+
+
+def check_version(key: str, expected: object) -> None:
+    """Reject an expected version that no record can have: versions are ints from 1 up."""
+    if expected is not None and (type(expected) is not int or expected < 1):
+        raise InvalidArgument(
+            f"invalid expected version {expected!r} for {key!r}: None (no record yet) or an"
+            " int >= 1"
+        )
 
 
 def stale(key: str, expected: int | None, actual: int | None) -> StaleVersion:

@@ -14,7 +14,8 @@ store's two kernel-owned threads (writer, reader) runs its own small event loop 
 connection. So no caller's cancellation (a killed process) can interrupt a commit that other
 callers wait for, and the virtual clock of tests sees the I/O as external work. A lost
 connection is reopened on the next operation. Data is stored as JSONB; a deleted key keeps its
-row with ``data`` the JSON ``null`` (a tombstone), so that its version never goes back. Needs the
+row as a tombstone (``data`` the JSON ``null``, ``version`` negated: no write expects a negative
+version), so that its version never goes back. Needs the
 ``postgres`` extra (asyncpg), imported only when the store is first used.
 """
 
@@ -72,12 +73,12 @@ class PostgresStore(GroupCommitStore):
         t = table
         self._sql = {
             "load": f"SELECT data::text, version, schema_version, updated_at FROM {t} WHERE key=$1",
-            "list": f"SELECT key FROM {t} WHERE starts_with(key, $1) AND data <> 'null'::jsonb"
+            "list": f"SELECT key FROM {t} WHERE starts_with(key, $1) AND version > 0"
             ' ORDER BY key COLLATE "C"',
-            "versions": f"SELECT key, CASE WHEN data = 'null'::jsonb THEN NULL ELSE version END"
+            "versions": f"SELECT key, CASE WHEN version < 0 THEN NULL ELSE version END"
             f" FROM {t} WHERE key = ANY($1::text[])",
             "round": _ROUND.format(t=t),
-            "forget": f"DELETE FROM {t} WHERE data = 'null'::jsonb AND starts_with(key, $1)"
+            "forget": f"DELETE FROM {t} WHERE version < 0 AND starts_with(key, $1)"
             " AND updated_at <= $2",
             "create": f"CREATE TABLE IF NOT EXISTS {t} (key TEXT PRIMARY KEY,"
             " data JSONB NOT NULL, version BIGINT NOT NULL, schema_version INTEGER NOT NULL,"
@@ -179,7 +180,7 @@ class PostgresStore(GroupCommitStore):
 
     def _load(self, key: str) -> Stored | None:
         row = self._run(self._r, _fetchrow, self._sql["load"], (key,))
-        if row is None or row[0] == "null":  # none, or a tombstone
+        if row is None or row[1] < 0:  # none, or a tombstone
             return None
         return Stored(key, decode(self, key, row[0]), row[1], row[2], row[3])
 
@@ -274,19 +275,18 @@ _ROUND = """WITH u AS (
 ), ins AS (
   INSERT INTO {t} (key, data, version, schema_version, updated_at)
   SELECT k, d::jsonb, 1, s, $5 FROM u WHERE d IS NOT NULL AND e IS NULL
-  ON CONFLICT (key) DO UPDATE SET data = excluded.data, version = {t}.version + 1,
+  ON CONFLICT (key) DO UPDATE SET data = excluded.data, version = 1 - {t}.version,
     schema_version = excluded.schema_version, updated_at = excluded.updated_at
-  WHERE {t}.data = 'null'::jsonb
+  WHERE {t}.version < 0
   RETURNING key, version
 ), upd AS (
   UPDATE {t} SET data = u.d::jsonb, version = {t}.version + 1, schema_version = u.s,
     updated_at = $5
   FROM u WHERE u.d IS NOT NULL AND u.e IS NOT NULL AND {t}.key = u.k AND {t}.version = u.e
-    AND {t}.data <> 'null'::jsonb
   RETURNING {t}.key, {t}.version
 ), del AS (
-  UPDATE {t} SET data = 'null'::jsonb, updated_at = $5 FROM u
-  WHERE u.d IS NULL AND {t}.key = u.k AND {t}.data <> 'null'::jsonb
+  UPDATE {t} SET data = 'null'::jsonb, version = -{t}.version, updated_at = $5 FROM u
+  WHERE u.d IS NULL AND {t}.key = u.k AND {t}.version > 0
     AND (u.e IS NULL OR {t}.version = u.e)
   RETURNING {t}.key, NULL::bigint AS version
 )

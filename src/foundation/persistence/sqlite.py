@@ -18,8 +18,9 @@ the answers are ``GroupCommitStore``'s.
 
 The table (``foundation_state``): ``key TEXT PRIMARY KEY, data TEXT`` (the record as JSON, for
 people to read), ``version INTEGER, schema_version INTEGER, updated_at REAL`` (Unix time). A
-deleted key keeps its row with ``data`` the JSON ``null`` (a tombstone, never a record's data:
-records are objects), so that its version never goes back: its next save goes on from it.
+deleted key keeps its row as a tombstone, ``data`` the JSON ``null`` and ``version`` the deleted
+version negated (no write ever expects a negative version, so version checks need no extra
+test), so that its version never goes back: its next save goes on from it.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ _BUCKET_MAX = 512  # rows per statement of the one-statement path (sizes: powers
 _PAD = ("", "", 0, 0)  # a padding row: no key is empty (and None would cost sqlite3 an
 # adapter lookup that raises and formats an AttributeError per parameter)
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)  # UPDATE ... FROM
-_TOMBSTONE = "null"  # the data of a deleted key's row
+_TOMBSTONE = "null"  # the data of a deleted key's row (its version is negated)
 
 
 def _bucket(n: int) -> int:
@@ -84,7 +85,6 @@ def _update_sql(n: int) -> str:
         "UPDATE foundation_state SET data=b.column2, version=b.column3+1,"
         f" schema_version=b.column4, updated_at=? FROM ({_values(n, 4)}) AS b"
         " WHERE foundation_state.key=b.column1 AND foundation_state.version=b.column3"
-        f" AND foundation_state.data <> '{_TOMBSTONE}'"
     )
 
 
@@ -162,7 +162,7 @@ class SQLiteStore(GroupCommitStore):
             )
         except sqlite3.Error as exc:  # locked past busy_timeout, I/O error, not a database
             raise self._read_failed(f"the record of {key!r}", exc) from exc
-        if row is None or row[0] == _TOMBSTONE:
+        if row is None or row[1] < 0:  # none, or a tombstone
             return None
         return Stored(key, decode(self, key, row[0]), row[1], row[2], row[3])
 
@@ -172,8 +172,8 @@ class SQLiteStore(GroupCommitStore):
                 self._read_conn()
                 .execute(
                     "SELECT key FROM foundation_state WHERE key LIKE ? ESCAPE '\\'"
-                    " AND data <> ? ORDER BY key",
-                    (_like(prefix), _TOMBSTONE),
+                    " AND version > 0 ORDER BY key",
+                    (_like(prefix),),
                 )
                 .fetchall()
             )
@@ -185,9 +185,9 @@ class SQLiteStore(GroupCommitStore):
         if self._wconn is None:
             self._wconn = self._connect()
         cur = self._wconn.execute(  # one statement: its own transaction
-            "DELETE FROM foundation_state WHERE data = ? AND updated_at <= ?"
+            "DELETE FROM foundation_state WHERE version < 0 AND updated_at <= ?"
             " AND key LIKE ? ESCAPE '\\' AND substr(key, 1, ?) = ?",
-            (_TOMBSTONE, cutoff, _like(prefix), len(prefix), prefix),
+            (cutoff, _like(prefix), len(prefix), prefix),
         )
         return cur.rowcount
 
@@ -270,8 +270,8 @@ class SQLiteStore(GroupCommitStore):
                         conn.executemany(_UPSERT, upserts)
                         upserts = []
                     conn.execute(
-                        "UPDATE foundation_state SET data=?, updated_at=? WHERE key=?",
-                        (_TOMBSTONE, now, w.key),
+                        "UPDATE foundation_state SET data=?, version=?, updated_at=? WHERE key=?",
+                        (_TOMBSTONE, -version, now, w.key),
                     )
                     current[w.key] = (version, False)
                     results.append(None)
@@ -300,10 +300,8 @@ class SQLiteStore(GroupCommitStore):
         for i in range(0, len(ordered), _CHUNK):
             chunk = ordered[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, version, alive in conn.execute(
-                f"SELECT key, version, data <> '{_TOMBSTONE}' FROM foundation_state"
-                f" WHERE key IN ({marks})",
-                chunk,
+            for key, version in conn.execute(
+                f"SELECT key, version FROM foundation_state WHERE key IN ({marks})", chunk
             ):
-                found[key] = (version, bool(alive))
+                found[key] = (abs(version), version > 0)  # a tombstone's version is negated
         return found

@@ -350,6 +350,20 @@ class StateStoreSpec:
         with pytest.raises(InvalidArgument):
             await store.save(cast(Any, 5), {}, None)
 
+    async def test_expected_versions_must_be_none_or_a_positive_int(
+        self, store: StateStore
+    ) -> None:
+        """No record has a version below 1 (a deleted key's tombstone must not be a target)."""
+        await store.save("v", {"n": 1}, None)
+        await store.delete("v", 1)
+        for bad in (0, -1, 1.0, "1"):
+            with pytest.raises(InvalidArgument):
+                await store.save("v", {"n": 2}, cast(Any, bad))
+            with pytest.raises(InvalidArgument):
+                await store.delete("v", cast(Any, bad))
+        assert await store.load("v") is None
+        assert await store.save("v", {"n": 2}, None) == 2
+
     async def test_close_is_idempotent_and_use_after_close_is_a_clear_error(
         self, store: StateStore
     ) -> None:

@@ -9,7 +9,7 @@ server exited before answering), ``MailboxFull``.
 
 from __future__ import annotations
 
-from math import ceil
+from math import ceil, inf
 from typing import Any
 
 from foundation.errors import InvalidArgument, NoProcess
@@ -43,6 +43,14 @@ async def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
     me = PROCESS.get()
     if me is proc:
         raise InvalidArgument(f"{proc.describe()} cannot call itself (it would wait forever)")
+    if timeout is not None and (
+        (type(timeout) is not float and type(timeout) is not int) or not 0 <= timeout < inf
+    ):  # checked before the request is delivered: a refused call reaches no one
+        raise InvalidArgument(
+            f"call to {dest!r}: invalid timeout {timeout!r} (seconds >= 0, or None to wait "
+            "forever)",
+            context={"target": dest, "timeout": repr(timeout)},
+        )
     rt = proc.runtime
     fut = rt.loop.create_future()
     req = From(fut, me.pid if me is not None else None, request, dest, timeout)

@@ -136,18 +136,19 @@ def encode(key: str, data: dict[str, Any]) -> str:
     check_key(key)
     try:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise PersistenceError(
             f"state of {key!r} is not JSON-ready: {exc}", context={"key": key}, retryable=False
         ) from exc
 
 
-def decode(store: object, key: str, text: str) -> dict[str, Any]:
-    """A stored record's data from its JSON text; text that is not a JSON object (written by
-    something else, or damaged) is ``StateCorrupt`` naming the key, and is left as it is."""
+def decode(store: object, key: str, text: str | bytes) -> dict[str, Any]:
+    """A stored record's data from its JSON text (or its UTF-8 bytes); what is not a JSON object
+    (written by something else, damaged, not UTF-8, nested past Python's recursion limit) is
+    ``StateCorrupt`` naming the key, and is left as it is."""
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise StateCorrupt(
             f"{store!r}: the record of {key!r} is not valid JSON ({exc}); it is left as it is",
             context={"key": key},

@@ -154,8 +154,9 @@ class SQLiteStore(GroupCommitStore):
             row = (
                 self._read_conn()
                 .execute(
-                    "SELECT data, version, schema_version, updated_at FROM foundation_state"
-                    " WHERE key=?",
+                    # bytes, decoded by ``decode``: text that is not UTF-8 is StateCorrupt
+                    "SELECT CAST(data AS BLOB), version, schema_version, updated_at"
+                    " FROM foundation_state WHERE key=?",
                     (key,),
                 )
                 .fetchone()

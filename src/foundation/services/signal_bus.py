@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 DeadLetterSink = Callable[[Any, Any, str, dict[str, Any]], Awaitable[None]]
-_SEGMENT = re.compile(r"^[A-Za-z0-9_\-]+$")
+_SEGMENT = re.compile(r"[A-Za-z0-9_\-]+")  # the whole segment: used with fullmatch
 
 
 class Signal(BaseModel):
@@ -62,7 +62,7 @@ class Signal(BaseModel):
     @field_validator("type")
     @classmethod
     def _dotted(cls, value: str) -> str:
-        if not value or not all(_SEGMENT.match(seg) for seg in value.split(".")):
+        if not value or not all(_SEGMENT.fullmatch(seg) for seg in value.split(".")):
             raise ValueError(f"signal type must be dotted words (a.b.c), got {value!r}")
         return value
 
@@ -73,7 +73,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str] | None:
         raise InvalidArgument(f"invalid signal pattern: {pattern!r} (a dotted str)")
     segments = pattern.split(".")
     if not any(seg in ("*", "**") for seg in segments):
-        if not all(_SEGMENT.match(seg) for seg in segments):
+        if not all(_SEGMENT.fullmatch(seg) for seg in segments):
             raise InvalidArgument(f"invalid signal pattern: {pattern!r}")
         return None
     parts = []
@@ -82,7 +82,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str] | None:
             parts.append(r"[^.]+")
         elif seg == "**":
             parts.append(r"[^.]+(?:\.[^.]+)*")
-        elif _SEGMENT.match(seg):
+        elif _SEGMENT.fullmatch(seg):
             parts.append(re.escape(seg))
         else:
             raise InvalidArgument(f"invalid signal pattern: {pattern!r} (bad segment {seg!r})")
@@ -231,6 +231,10 @@ class SignalBus(GenServer):
     async def publish(bus: Any, signal: Signal | str, data: Any = None, **fields: Any) -> int:
         """Publish a signal (or build one from a type, data and fields); subscribers reached."""
         if not isinstance(signal, Signal):
+            if "type" in fields:
+                raise InvalidArgument(
+                    f"publish({signal!r}, ...): the type is the second argument, not a field"
+                )
             try:
                 signal = Signal(type=signal, data=data, **fields)
             except ValidationError as err:

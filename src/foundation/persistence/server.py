@@ -240,11 +240,15 @@ class PersistentServer(GenServer):
     def _verify(self, state: Any, text: str) -> None:
         """Refuse a state whose JSON would load back different (see ``verify_saves``)."""
         try:
-            again = self.State.model_validate_json(text)
+            again = self.State.__pydantic_validator__.validate_json(text)
         except PydanticValidationError as exc:
             fields = [".".join(str(p) for p in e["loc"]) or "<root>" for e in exc.errors()]
             raise self._unsaved(f"fields {fields} would not load back (wrong type)") from exc
-        if again != state:
+        # The fields (and extras) as plain dicts: what is stored; private attributes are not.
+        if (
+            again.__dict__ != state.__dict__
+            or again.__pydantic_extra__ != state.__pydantic_extra__
+        ):
             fields = [f for f in type(state).model_fields if getattr(again, f) != getattr(state, f)]
             raise self._unsaved(
                 f"fields {fields or ['<extra>']} would load back different: JSON has no tuple, "

@@ -245,10 +245,7 @@ class PersistentServer(GenServer):
             fields = [".".join(str(p) for p in e["loc"]) or "<root>" for e in exc.errors()]
             raise self._unsaved(f"fields {fields} would not load back (wrong type)") from exc
         # The fields (and extras) as plain dicts: what is stored; private attributes are not.
-        if (
-            again.__dict__ != state.__dict__
-            or again.__pydantic_extra__ != state.__pydantic_extra__
-        ):
+        if again.__dict__ != state.__dict__ or again.__pydantic_extra__ != state.__pydantic_extra__:
             fields = [f for f in type(state).model_fields if getattr(again, f) != getattr(state, f)]
             raise self._unsaved(
                 f"fields {fields or ['<extra>']} would load back different: JSON has no tuple, "

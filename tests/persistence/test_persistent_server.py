@@ -17,6 +17,7 @@ from foundation import (
     Supervisor,
     call,
     cast,
+    exit,
     is_alive,
     reply,
     spawn,
@@ -25,6 +26,7 @@ from foundation.errors import (
     InitError,
     InvalidArgument,
     PersistenceError,
+    ProcessExited,
     StaleVersion,
     StateCorrupt,
 )
@@ -144,6 +146,37 @@ async def test_a_call_is_answered_only_after_its_new_state_is_durable(
     stored = await store.load("acct-1")
     assert stored is not None
     assert stored.data == {"balance": 5, "history": [5]}
+
+
+async def test_a_caller_whose_server_is_killed_mid_save_hears_the_truth_about_its_change(
+    runtime: Runtime, store: GatedStore
+) -> None:
+    """Killed while its save is in flight, the server cannot answer: a save the store owns
+    (callback) still lands and its caller hears success; a save the killed handler awaited
+    never happens and its caller gets ProcessExited. Never a success for a change not made."""
+    pid = await Account.start(key="acct-1", name="acct-1")
+    store.gate = runtime.loop.create_future()
+    outcome: list[object] = []
+
+    async def caller() -> None:
+        try:
+            outcome.append(await call("acct-1", 5))
+        except ProcessExited as exc:
+            outcome.append(exc)
+
+    c = spawn(caller)
+    await store.entered.wait()
+    exit(pid, "kill")
+    await wait_exit(pid)
+    if not store.gate.done():  # a killed handler awaiting it cancelled it
+        store.gate.set_result(None)
+    await wait_exit(c)
+    stored = await store.load("acct-1")
+    assert stored is not None
+    if isinstance(store, GatedCallbackStore):
+        assert outcome == [5] and stored.data["balance"] == 5
+    else:
+        assert isinstance(outcome[0], ProcessExited) and stored.data["balance"] == 0
 
 
 async def test_a_cast_is_durable_before_the_next_message_is_taken(

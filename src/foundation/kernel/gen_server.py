@@ -35,7 +35,16 @@ from foundation.kernel.api import stop_request
 from foundation.kernel.calls import answer, call, cast, reply
 from foundation.kernel.child_spec import ChildSpec, Restart, Shutdown
 from foundation.kernel.context import PROCESS, RUNTIME, current_runtime
-from foundation.kernel.messages import UNSET, Continue, Control, Exit, NoReply, Reply, Stop
+from foundation.kernel.messages import (
+    UNSET,
+    Continue,
+    Control,
+    Exit,
+    Handed,
+    NoReply,
+    Reply,
+    Stop,
+)
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import (
     EXITED,
@@ -349,6 +358,9 @@ class GenServer:
                         state = result.state
                         if result.continue_with is not unset:
                             state = await self._continue(result.continue_with, state)
+                    elif type(result) is Handed:  # answered by whoever holds the reply
+                        proc.inflight = None
+                        state = result.state
                     else:
                         state = await self._call_result(proc, msg, result)
                 elif t is Cast:

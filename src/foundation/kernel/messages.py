@@ -16,6 +16,7 @@ __all__ = [
     "Control",
     "Down",
     "Exit",
+    "Handed",
     "NORMAL_REASONS",
     "NoReply",
     "Reply",
@@ -90,6 +91,21 @@ class Reply(Control):
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+
+class Handed(Control):
+    """From ``handle_call``: continue with ``state``; the answer to the caller was handed to
+    someone who will give it (a persistent server's store, once the state is durable), so
+    the server neither answers nor tracks this caller. The holder must answer even if the
+    server exits first (else the caller waits for its timeout)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def __repr__(self) -> str:
+        return f"Handed({self.state!r})"
 
 
 class NoReply(Control):

@@ -27,7 +27,7 @@ from foundation.errors import FoundationError, InvalidArgument, PersistenceError
 from foundation.kernel.child_spec import ChildSpec, Restart, Shutdown
 from foundation.kernel.context import current_runtime
 from foundation.kernel.gen_server import GenServer, answer
-from foundation.kernel.messages import UNSET, Continue, NoReply, Reply, Stop
+from foundation.kernel.messages import UNSET, Continue, Handed, NoReply, Reply, Stop
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
 from foundation.persistence.store import StateStore, Stored
@@ -425,7 +425,7 @@ def _persisting(fn: Callable[..., Awaitable[Any]], *, with_caller: bool) -> Any:
                 if with_caller:
                     if t is Reply and result.continue_with is UNSET:
                         if self._save_behind(result.state, held, args[1], result.value):
-                            return NoReply(result.state)
+                            return Handed(result.state)  # the store answers the caller
                         unchanged = True  # answered below
                 elif t is not Stop and t is not Continue and t is not NoReply:
                     if self._save_behind(result, held, None, None):

@@ -436,3 +436,49 @@ async def test_the_runtime_store_can_be_given_as_a_url(runtime: Runtime) -> None
     await Account.start(key="u", name="u")
     assert await call("u", 2) == 2
     assert isinstance(runtime.store, MemoryStore)
+
+
+class Loose(PersistentServer):
+    """Puts whatever it is called with in an ``Any`` field, or a ``None`` in a dict field."""
+
+    class State(BaseModel):
+        value: Any = None
+        bag: dict[str, int] = {}
+
+    async def handle_call(self, request: Any, caller: From, state: State) -> Any:
+        field, value = request
+        return Reply("ok", state.model_copy(update={field: value}))
+
+
+class LooseUnverified(Loose):
+    verify_saves = False
+
+
+@pytest.mark.parametrize("cls", [Loose, LooseUnverified], ids=["verified", "unverified"])
+async def test_a_field_of_the_wrong_type_is_never_acknowledged(
+    runtime: Runtime, store: GatedStore, cls: type[Loose]
+) -> None:
+    await Supervisor.start_link([cls.child_spec(key="l", name="l")])
+    assert await call("l", ("value", [1, 2])) == "ok"
+    old = runtime.whereis("l")
+    with pytest.raises(PersistenceError, match="not saved"):
+        await call("l", ("bag", {"a": "not an int"}))
+    await restarted("l", old)
+    stored = await store.load("l")
+    assert stored is not None and stored.data == {"value": [1, 2], "bag": {}}
+
+
+async def test_a_value_json_would_change_is_refused_unless_unverified(
+    runtime: Runtime, store: GatedStore
+) -> None:
+    await Supervisor.start_link(
+        [Loose.child_spec(key="v", name="v"), LooseUnverified.child_spec(key="u", name="u")]
+    )
+    old = runtime.whereis("v")
+    with pytest.raises(PersistenceError, match=r"\['value'\] would load back different"):
+        await call("v", ("value", (1, 2)))  # a tuple comes back from JSON as a list
+    await restarted("v", old)
+    assert await store.load("v") is not None
+    assert (await store.load("v")).data["value"] is None  # type: ignore[union-attr]
+    assert await call("u", ("value", (1, 2))) == "ok"  # unverified: saved as a list
+    assert (await store.load("u")).data["value"] == [1, 2]  # type: ignore[union-attr]

@@ -9,7 +9,9 @@ state, the state is saved **before** the call is answered (and before the next m
 for casts and info), so acknowledged means durable. A failed save crashes the server (its
 supervisor restarts it from the last durable state) and the caller gets the
 ``PersistenceError``, never a success. Stored data that no longer validates raises
-``StateCorrupt`` and is never overwritten.
+``StateCorrupt`` and is never overwritten. A changed state whose JSON would not load back equal
+to it (a tuple, set, bytes, NaN, a field of the wrong type) is refused the same way, before it
+is saved (``verify_saves``): what a restart serves is exactly what was acknowledged.
 """
 
 from __future__ import annotations

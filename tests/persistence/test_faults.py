@@ -16,34 +16,19 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
 
-from foundation import Reply, Runtime, Supervisor, call
+from foundation import Runtime, Supervisor, call
 from foundation.errors import InitError, InvalidArgument, PersistenceError, ProcessExited
 from foundation.kernel.api import wait_exit
 from foundation.kernel.context import RUNTIME
 from foundation.kernel.pid import Pid
-from foundation.kernel.process import From
-from foundation.persistence import MemoryStore, PersistentServer, SQLiteStore, StateStore
+from foundation.persistence import MemoryStore, SQLiteStore, StateStore
 from foundation.testing import FaultyStore, VirtualClock, VirtualTimeLoop, crash, restarted
 from foundation.testing.faults import FAULTS, _FaultyCallbackStore
+from tests.persistence._support import Account
 
 BACKENDS = ("memory", "sqlite")
 KEY = "acct"
-
-
-class Account(PersistentServer):
-    class State(BaseModel):
-        balance: int = 0
-        history: list[int] = []
-
-    async def handle_call(self, request: Any, caller: From, state: State) -> Any:
-        if request == "get":
-            return Reply(state.balance, state)
-        new = state.model_copy(
-            update={"balance": state.balance + request, "history": [*state.history, request]}
-        )
-        return Reply(new.balance, new)
 
 
 def make_inner(backend: str, directory: Path) -> StateStore:

@@ -34,23 +34,7 @@ from foundation.kernel.api import wait_exit
 from foundation.kernel.process import From
 from foundation.persistence import MemoryStore, PersistentServer
 from foundation.testing import crash, restarted, wait_until
-
-
-class Account(PersistentServer):
-    class State(BaseModel):
-        balance: int = 0
-        history: list[int] = []
-
-    async def handle_call(self, request: Any, caller: From, state: State) -> Any:
-        if request == "get":
-            return Reply(state.balance, state)
-        new = state.model_copy(
-            update={"balance": state.balance + request, "history": [*state.history, request]}
-        )
-        return Reply(new.balance, new)
-
-    async def handle_cast(self, request: Any, state: State) -> Any:
-        return state.model_copy(update={"balance": state.balance + request})
+from tests.persistence._support import Account
 
 
 class GatedStore(MemoryStore):

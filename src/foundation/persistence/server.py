@@ -16,9 +16,8 @@ is saved (``verify_saves``): what a restart serves is exactly what was acknowled
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -29,15 +28,19 @@ from foundation.errors import FoundationError, InvalidArgument, PersistenceError
 from foundation.kernel.child_spec import ChildSpec, Restart, Shutdown
 from foundation.kernel.context import current_runtime
 from foundation.kernel.gen_server import GenServer, answer
-from foundation.kernel.messages import UNSET, Continue, Handed, NoReply, Reply, Stop
 from foundation.kernel.pid import Pid
 from foundation.kernel.process import From
+from foundation.persistence.codec import loads_back_unlike, state_json
+from foundation.persistence.handlers import (
+    HANDLERS,
+    WRAPPED,
+    loading,
+    not_saved,
+    persisting,
+)
 from foundation.persistence.store import StateStore, Stored
 
 __all__ = ["PersistentServer"]
-
-_HANDLERS = ("handle_call", "handle_cast", "handle_info", "handle_continue")
-_WRAPPED = "__foundation_persistent__"
 
 
 class PersistentServer(GenServer):
@@ -59,13 +62,13 @@ class PersistentServer(GenServer):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in _HANDLERS:
+        for name in HANDLERS:
             fn = cls.__dict__.get(name)
-            if fn is not None and not getattr(fn, _WRAPPED, False):
-                setattr(cls, name, _persisting(fn, with_caller=name == "handle_call"))
+            if fn is not None and not getattr(fn, WRAPPED, False):
+                setattr(cls, name, persisting(fn, with_caller=name == "handle_call"))
         fn = cls.__dict__.get("init")
-        if fn is not None and not getattr(fn, _WRAPPED, False):
-            cls.init = _loading(fn)  # type: ignore[method-assign]
+        if fn is not None and not getattr(fn, WRAPPED, False):
+            cls.init = loading(fn)  # type: ignore[method-assign]
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -235,24 +238,15 @@ class PersistentServer(GenServer):
                 retryable=False,
             )
         try:
-            return _json(state) if self.verify_saves else _json_strict(state)
+            return state_json(state, strict=not self.verify_saves)
         except (PydanticSerializationError, RecursionError) as exc:
             raise self._unsaved(f"it cannot be saved as it is ({exc})") from exc
 
     def _verify(self, state: Any, text: str) -> None:
         """Refuse a state whose JSON would load back different (see ``verify_saves``)."""
-        try:
-            again = self.State.__pydantic_validator__.validate_json(text)
-        except PydanticValidationError as exc:
-            fields = [".".join(str(p) for p in e["loc"]) or "<root>" for e in exc.errors()]
-            raise self._unsaved(f"fields {fields} would not load back (wrong type)") from exc
-        # The fields (and extras) as plain dicts: what is stored; private attributes are not.
-        if again.__dict__ != state.__dict__ or again.__pydantic_extra__ != state.__pydantic_extra__:
-            fields = [f for f in type(state).model_fields if getattr(again, f) != getattr(state, f)]
-            raise self._unsaved(
-                f"fields {fields or ['<extra>']} would load back different: JSON has no tuple, "
-                "set, bytes or NaN (use lists, strs, numbers; or type the field so it converts)"
-            )
+        why = loads_back_unlike(self.State, state, text)
+        if why is not None:
+            raise self._unsaved(why)
 
     def _unsaved(self, why: str) -> PersistenceError:
         return PersistenceError(
@@ -295,7 +289,7 @@ class PersistentServer(GenServer):
             self.release_mailbox(hold)
             return
         if not isinstance(error, FoundationError):
-            error = _not_saved(self, error)  # type: ignore[arg-type]
+            error = not_saved(self, error)  # type: ignore[arg-type]
         for c in [c for c, _ in held] + ([caller] if caller is not None else []):
             if not c.fut.done():
                 c.fut.set_exception(error)
@@ -346,25 +340,7 @@ async def _durable(server: PersistentServer, pending: Awaitable[int]) -> int:
     except FoundationError:
         raise
     except Exception as exc:
-        raise _not_saved(server, exc) from exc
-
-
-def _not_saved(server: PersistentServer, exc: Exception) -> PersistenceError:
-    return PersistenceError(
-        f"could not save the state of {server.key!r}: {exc!r}", context={"key": server.key}
-    )
-
-
-def _json(state: BaseModel) -> str:
-    """``state.model_dump_json()`` straight from pydantic-core (without the keyword-forwarding
-    wrapper), quietly: a value of the wrong type is caught by ``_verify``; compared as text."""
-    return state.__pydantic_serializer__.to_json(state, warnings=False).decode()
-
-
-def _json_strict(state: BaseModel) -> str:
-    """``_json`` with a value of the wrong type for its field an error, not a warning (saved,
-    it would fail to load): what ``verify_saves = False`` still checks."""
-    return state.__pydantic_serializer__.to_json(state, warnings="error").decode()
+        raise not_saved(server, exc) from exc
 
 
 def _via_save_json(save_json: Any) -> Any:
@@ -399,84 +375,4 @@ class _Setup:
         server.key = self.key
 
 
-def _state_of(result: Any) -> Any:
-    t = type(result)
-    if t is Reply or t is NoReply or t is Stop or t is Continue:
-        return result.state
-    return result
-
-
-def _persisting(fn: Callable[..., Awaitable[Any]], *, with_caller: bool) -> Any:
-    """Wrap a handler so that the state it returns is durable before its result is used."""
-
-    @functools.wraps(fn)
-    async def handler(self: PersistentServer, *args: Any) -> Any:
-        held: list[tuple[From, Any]] = []
-        outer = self._held_replies  # a subclass handler calling its base's: both are wrapped
-        self._held_replies = held
-        try:
-            result = await fn(self, *args)
-        finally:
-            self._held_replies = outer
-        t = type(result)
-        unchanged = False
-        try:
-            if outer is None and self._then is not None:
-                # The usual case: reply (or take the next message) once the store says the
-                # save is durable, without a round trip through this handler.
-                if with_caller:
-                    if t is Reply and result.continue_with is UNSET:
-                        if self._save_behind(result.state, held, args[1], result.value):
-                            return Handed(result.state)  # the store answers the caller
-                        unchanged = True  # answered below
-                elif t is not Stop and t is not Continue and t is not NoReply:
-                    if self._save_behind(result, held, None, None):
-                        return result
-                    unchanged = True
-            if not unchanged and (t is not Stop or result.state is not None):
-                pending = self._save_soon(_state_of(result))
-                if pending is not None:
-                    try:
-                        version = await pending
-                    except FoundationError:
-                        raise
-                    except Exception as exc:  # a store outside this package
-                        raise _not_saved(self, exc) from exc
-                    self._done_saving(version)
-        except PersistenceError as err:
-            callers = [c for c, _ in held]
-            if with_caller:
-                callers.append(args[1])
-            for caller in callers:
-                if not caller.fut.done():
-                    caller.fut.set_exception(err)
-            raise
-        for caller, value in held:
-            answer(caller, value)
-        return result
-
-    setattr(handler, _WRAPPED, True)
-    return handler
-
-
-def _loading(fn: Callable[..., Awaitable[Any]]) -> Any:
-    """Wrap ``init``: serve the stored state when there is one, else save ``init``'s first."""
-
-    @functools.wraps(fn)
-    async def init(self: PersistentServer, args: Any) -> Any:
-        self._bind_save()
-        loaded = await self._load()
-        if loaded is not None:
-            if type(loaded) is not Stop:
-                await self._save(_state_of(loaded))  # what on_after_load changed is kept
-            return loaded
-        result = await fn(self, args)
-        if type(result) is not Stop:
-            await self._save(_state_of(result))
-        return result
-
-    setattr(init, _WRAPPED, True)
-    return init
-
-
-PersistentServer.init = _loading(PersistentServer.__dict__["init"])  # type: ignore[method-assign]
+PersistentServer.init = loading(PersistentServer.__dict__["init"])  # type: ignore[method-assign]

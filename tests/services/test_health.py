@@ -10,8 +10,8 @@ from foundation import Runtime, Supervisor, call
 from foundation.errors import InvalidArgument, NotFound
 from foundation.kernel.context import current_runtime
 from foundation.persistence import MemoryStore
-from foundation.services import CircuitBreaker, HealthChecks, SignalBus
-from foundation.testing import assert_emitted
+from foundation.services import CircuitBreaker, HealthCheck, HealthChecks, SignalBus
+from foundation.testing import assert_emitted, crash, restarted
 
 from ._support import Inbox
 
@@ -126,3 +126,33 @@ async def test_checks_are_replaced_and_unregistered_without_harm_to_the_service(
         await HealthChecks.check_now("x")
     with pytest.raises(InvalidArgument):
         await HealthChecks.register("y", check("new", True), interval=0)
+
+
+async def test_checks_declared_at_start_come_back_with_every_restart(runtime: Runtime) -> None:
+    """Declared checks live in the child spec: a restarted service runs them again; a check
+    registered at run time is gone with the process that held it."""
+    runtime.store = MemoryStore()
+    up = {"db": True}
+
+    async def db() -> bool:
+        return up["db"]
+
+    async def extra() -> bool:
+        return True
+
+    spec = HealthChecks.child_spec(checks={"db": HealthCheck(db, interval=5)})
+    await Supervisor.start_link([spec])
+    await HealthChecks.register("extra", extra, interval=5)
+    await runtime.clock.sleep(0.1)
+    assert sorted((await HealthChecks.status())[1]) == ["db", "extra"]
+    up["db"] = False  # seen by the restarted service's first run (the next tick is 5 s away)
+    old = runtime.whereis("health")
+    crash(old)
+    await restarted("health", old)
+    await runtime.clock.sleep(0.1)
+    status, checks = await HealthChecks.status()
+    assert sorted(checks) == ["db"] and status == "unhealthy"  # db ran again, and failed
+    with pytest.raises(InvalidArgument):
+        HealthCheck(db, interval=0)
+    with pytest.raises(InvalidArgument):
+        await HealthChecks.start_link(name="other", checks={"x": db})  # type: ignore[dict-item]

@@ -21,6 +21,7 @@ from foundation.services.dead_letters import DeadLetterQueue as DeadLetterQueue
 from foundation.services.delivery import Delivery as Delivery
 from foundation.services.feature_flags import FeatureFlags as FeatureFlags
 from foundation.services.feature_flags import Flag as Flag
+from foundation.services.health import HealthCheck as HealthCheck
 from foundation.services.health import HealthChecks as HealthChecks
 from foundation.services.http import HttpPoolConfig as HttpPoolConfig
 from foundation.services.http import HttpPools as HttpPools
@@ -55,6 +56,7 @@ __all__ = [
     "FeatureFlags",
     "FixedWindow",
     "Flag",
+    "HealthCheck",
     "HealthChecks",
     "HttpPoolConfig",
     "HttpPools",

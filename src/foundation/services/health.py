@@ -12,14 +12,16 @@ aggregate is ``healthy`` (no check fails), ``degraded`` (only non-critical check
 aggregate emits ``("foundation", "health", "changed")`` and, when a signal bus runs, the signal
 ``health.changed``. ``check_now(name)`` runs a check at once in the caller (the synchronous
 twin of a tick); ``unregister(name)`` stops one. Checks are functions, so they are not stored:
-after a restart of this service its owners register them again (as the seed's did on mount).
+checks declared at start (``start_link(checks={"db": HealthCheck(ping, critical=True)})`` or the
+same in ``child_spec``) are in the child spec and come back with every restart of the service;
+checks registered at run time are gone after a restart, until their owners register them again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,6 +39,7 @@ from foundation.services.circuit_breaker import BREAKER, BreakerConfig, CircuitB
 __all__ = [
     "CheckResult",
     "HEALTH",
+    "HealthCheck",
     "HealthChecks",
     "Status",
 ]
@@ -57,6 +60,26 @@ class CheckResult:
     critical: bool
     error: str | None = None
     at: float | None = None
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A check declared at start: its function, how often, how long it may take, and whether a
+    failure makes the system unhealthy (critical) or only degraded."""
+
+    fn: Check
+    interval: float = 10.0
+    timeout: float = 2.0
+    critical: bool = True
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise InvalidArgument(f"a health check must be an async callable, not {self.fn!r}")
+        if self.interval <= 0 or self.timeout <= 0:
+            raise InvalidArgument(
+                f"health check {self.fn!r}: interval and timeout must be > 0 "
+                f"(got {self.interval!r}, {self.timeout!r})"
+            )
 
 
 @dataclass
@@ -112,11 +135,23 @@ class HealthChecks(GenServer):
 
     @classmethod
     async def start_link(  # type: ignore[override]
-        cls, *, name: str = HEALTH, signal_bus: str = "signal_bus", breaker: str = BREAKER
+        cls,
+        *,
+        name: str = HEALTH,
+        signal_bus: str = "signal_bus",
+        breaker: str = BREAKER,
+        checks: Mapping[str, HealthCheck] | None = None,
     ) -> Pid:
-        """Start the service."""
+        """Start the service, with the ``checks`` declared here running from the start."""
+        declared = dict(checks or {})
+        for key, spec in declared.items():
+            if not isinstance(key, str) or not isinstance(spec, HealthCheck):
+                raise InvalidArgument(
+                    f"health checks are declared as {{name: HealthCheck(...)}}, got {key!r}: "
+                    f"{spec!r}"
+                )
         return await cls._start(
-            (signal_bus, breaker), name=name, timeout=5.0, max_mailbox=None, link=True
+            (signal_bus, breaker, declared), name=name, timeout=5.0, max_mailbox=None, link=True
         )
 
     @classmethod
@@ -166,10 +201,26 @@ class HealthChecks(GenServer):
 
     # -- server --------------------------------------------------------------------------------
 
-    async def init(self, args: tuple[str, str]) -> dict[str, _Check]:
-        self.signal_bus, self.breaker = args
+    async def init(self, args: tuple[str, str, dict[str, HealthCheck]]) -> dict[str, _Check]:
+        self.signal_bus, self.breaker, declared = args
         self.aggregate: Status = "healthy"
-        return {}
+        checks: dict[str, _Check] = {}
+        for name, spec in declared.items():  # on every start: a restart runs them again
+            await self._add(checks, name, _Check(spec.fn, spec.interval, spec.timeout,
+                                                 spec.critical))  # fmt: skip
+        return checks
+
+    async def _add(self, checks: dict[str, _Check], name: str, check: _Check) -> None:
+        """Run ``check`` under ``name`` (replacing any check of that name) in its own runner."""
+        self._stop_runner(checks.pop(name, None))
+        breaker = self._breaker()
+        if breaker is not None:
+            config = _breaker_config(check.interval)
+            await CircuitBreaker.configure(f"health:{name}", config, breaker=breaker)
+        check.runner = spawn_link(_runner, self.pid, name, check.fn, check.interval,
+                                  check.timeout, breaker)  # fmt: skip
+        checks[name] = check
+        await self._aggregate(checks)
 
     def _breaker(self) -> str | None:
         return self.breaker if current_runtime().whereis(self.breaker) is not None else None
@@ -177,19 +228,10 @@ class HealthChecks(GenServer):
     async def handle_call(self, request: Any, caller: From, checks: dict[str, _Check]) -> Any:
         kind = request[0]
         if kind == "register":
-            name, check = request[1], request[2]
-            self._stop_runner(checks.pop(name, None))
-            breaker = self._breaker()
-            if breaker is not None:
-                config = _breaker_config(check.interval)
-                try:
-                    await CircuitBreaker.configure(f"health:{name}", config, breaker=breaker)
-                except FoundationError as err:
-                    return Reply(Failed(err), checks)
-            check.runner = spawn_link(_runner, self.pid, name, check.fn, check.interval,
-                                      check.timeout, breaker)  # fmt: skip
-            checks[name] = check
-            await self._aggregate(checks)
+            try:
+                await self._add(checks, request[1], request[2])
+            except FoundationError as err:
+                return Reply(Failed(err), checks)
             return Reply(None, checks)
         if kind == "unregister":
             gone = checks.pop(request[1], None)

@@ -18,6 +18,7 @@ dead-letter queue: the wall time the runtime clock's zero stands for (tests pass
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from foundation.kernel.child_spec import ChildSpec
@@ -30,7 +31,7 @@ from foundation.services.coordination import Coordination
 from foundation.services.dead_letters import DeadLetterQueue
 from foundation.services.delivery import Delivery
 from foundation.services.feature_flags import FeatureFlags
-from foundation.services.health import HealthChecks
+from foundation.services.health import HealthCheck, HealthChecks
 from foundation.services.rate_limiter import RateLimiter
 from foundation.services.scheduler import Scheduler
 from foundation.services.signal_bus import SignalBus
@@ -65,8 +66,10 @@ class Services:
         epoch: float | None = None,
         scheduler_epoch: float | None = None,
         http_pools: bool = False,
+        health_checks: Mapping[str, HealthCheck] | None = None,
     ) -> list[ChildSpec]:
-        """Every service, in dependency order, under its default name."""
+        """Every service, in dependency order, under its default name (``health_checks``: the
+        checks declared at start, run again after every restart of the health service)."""
         sink = DeadLetterQueue.sink()
         specs = [
             DeadLetterQueue.child_spec(epoch=epoch),
@@ -86,7 +89,7 @@ class Services:
             _spec("task_pools", TaskPools.start_link),
             _spec("coordination", Coordination.start_link),
             FeatureFlags.child_spec(),
-            HealthChecks.child_spec(),
+            HealthChecks.child_spec(checks=health_checks),
         ]
         return specs
 

@@ -148,3 +148,29 @@ async def test_real(runtime):
 """,
     )
     result.assert_outcomes(passed=1)
+
+
+def test_the_session_seed_is_printed_and_foundation_rng_replays_with_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_inner="""
+def test_draws(foundation_rng):
+    print("DRAW", [foundation_rng.randrange(10**9) for _ in range(3)])
+    assert False
+"""
+    )
+    args = ("-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-s")
+    first = pytester.runpytest(*args, "--foundation-seed=1234")
+    again = pytester.runpytest(*args, "--foundation-seed=1234")
+    other = pytester.runpytest(*args, "--foundation-seed=99")
+    draws = [
+        next(line[line.index("DRAW") :] for line in r.outlines if "DRAW" in line)
+        for r in (first, again, other)
+    ]
+    assert draws[0] == draws[1] != draws[2]
+    first.stdout.fnmatch_lines(
+        ["foundation seed: 1234 (replay: --foundation-seed=1234)", "*--foundation-seed=1234*"]
+    )
+    unseeded = pytester.runpytest(*args)
+    unseeded.stdout.fnmatch_lines(["foundation seed: * (replay: --foundation-seed=*)"])

@@ -7,14 +7,21 @@ every process waits and nothing can ever wake them fails at once as a deadlock i
 hanging. ``@pytest.mark.foundation(clock="real")`` runs on a real-time loop (for tests that talk
 to servers), ``autojump=False`` keeps virtual time still unless the test advances it, and any
 other keyword goes to ``Runtime(...)``.
+
+Seeds: the session has one seed (``--foundation-seed=N``, else a random one, printed in the
+header); the ``foundation_rng`` fixture is a ``random.Random`` drawn from it and the test's id,
+so a test that makes its choices with it (chaos, fault injection) replays exactly with the same
+seed whatever else runs, and a failing one says the option that replays it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import random
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -23,11 +30,32 @@ from foundation.kernel.context import RUNTIME
 from foundation.kernel.runtime import Runtime
 from foundation.testing.virtual_clock import VirtualClock, VirtualTimeLoop
 
-__all__ = ["Deadlock", "clock", "pytest_configure", "pytest_pyfunc_call", "runtime"]
+__all__ = [
+    "Deadlock",
+    "clock",
+    "foundation_rng",
+    "pytest_addoption",
+    "pytest_configure",
+    "pytest_pyfunc_call",
+    "pytest_report_header",
+    "pytest_runtest_makereport",
+    "runtime",
+]
+
+_SEED = pytest.StashKey[int]()
 
 
 class Deadlock(AssertionError):
     """Every process is waiting and no timer, I/O or outside work can ever wake one."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--foundation-seed",
+        type=int,
+        default=None,
+        help="the seed of the foundation_rng fixture (default: a random one, printed)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,6 +64,33 @@ def pytest_configure(config: pytest.Config) -> None:
         "foundation(clock='virtual'|'real', autojump=True, **runtime_options): "
         "how the `runtime` fixture builds its Runtime",
     )
+    seed = config.getoption("foundation_seed", None)
+    config.stash[_SEED] = seed if seed is not None else int.from_bytes(os.urandom(4), "big")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.stash[_SEED]
+    return f"foundation seed: {seed} (replay: --foundation-seed={seed})"
+
+
+@pytest.fixture
+def foundation_rng(request: pytest.FixtureRequest) -> random.Random:
+    """A ``random.Random`` for this test, from the session's seed and the test's id."""
+    return random.Random(f"{request.config.stash[_SEED]}:{request.node.nodeid}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that drew from ``foundation_rng`` says how to replay its draws."""
+    report = yield
+    if report.failed and "foundation_rng" in getattr(item, "fixturenames", ()):
+        seed = item.config.stash[_SEED]
+        report.sections.append(
+            ("foundation seed", f"replay this test's draws with --foundation-seed={seed}")
+        )
+    return report
 
 
 class _Harness:

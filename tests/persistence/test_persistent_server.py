@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from foundation import (
     GenServer,
@@ -466,3 +466,24 @@ async def test_a_value_json_would_change_is_refused_unless_unverified(
     assert (await store.load("v")).data["value"] is None  # type: ignore[union-attr]
     assert await call("u", ("value", (1, 2))) == "ok"  # unverified: saved as a list
     assert (await store.load("u")).data["value"] == [1, 2]  # type: ignore[union-attr]
+
+
+class WithCache(PersistentServer):
+    """Keeps a field out of its saved JSON (``exclude=True``): not saved, so not compared."""
+
+    class State(BaseModel):
+        n: int = 0
+        cache: dict[str, int] = Field(default_factory=dict, exclude=True)
+
+    async def handle_call(self, request: Any, caller: From, state: State) -> Any:
+        new = state.model_copy(update={"n": state.n + 1, "cache": {"last": request}})
+        return Reply(new.n, new)
+
+
+async def test_a_field_excluded_from_the_json_is_neither_saved_nor_checked(
+    runtime: Runtime, store: GatedStore
+) -> None:
+    await WithCache.start(key="w", name="w")
+    assert await call("w", 5) == 1
+    assert await call("w", 6) == 2
+    assert (await store.load("w")).data == {"n": 2}  # type: ignore[union-attr]

@@ -35,7 +35,13 @@ def loads_back_unlike(model: type[BaseModel], state: BaseModel, text: str) -> st
     # The fields (and extras) as plain dicts: what is stored; private attributes are not.
     if again.__dict__ == state.__dict__ and again.__pydantic_extra__ == state.__pydantic_extra__:
         return None
-    fields = [f for f in type(state).model_fields if getattr(again, f) != getattr(state, f)]
+    fields = [
+        f
+        for f, info in type(state).model_fields.items()
+        if not info.exclude and getattr(again, f) != getattr(state, f)
+    ]  # a field excluded from the JSON is not saved, so it cannot come back: not compared
+    if not fields and again.__pydantic_extra__ == state.__pydantic_extra__:
+        return None
     return (
         f"fields {fields or ['<extra>']} would load back different: JSON has no tuple, set, "
         "bytes or NaN (use lists, strs, numbers; or type the field so it converts)"

@@ -279,13 +279,19 @@ async def test_an_uninterrupted_run_gives_the_expected_results(runtime: Runtime)
     assert runtime.clock.now() == pytest.approx(5.0, abs=0.05)  # a, (b | c), d, e
 
 
-@pytest.mark.parametrize("k", POINTS)
-async def test_crash_of_the_workflow_process_after_k_results(runtime: Runtime, k: int) -> None:
+async def started_to_point(runtime: Runtime, wid: str, k: int) -> tuple[Setup, dict[str, Any]]:
+    """The system, an uninterrupted run's results, and workflow ``wid`` stopped at point k."""
     setup = await start(runtime)
     reference = await uninterrupted(setup, "ref")
-    wid = f"wf-{k}"
     await start_workflow(dag(), INPUT, workflow_id=wid)
     await at_point(setup, wid, k)
+    return setup, reference
+
+
+@pytest.mark.parametrize("k", POINTS)
+async def test_crash_of_the_workflow_process_after_k_results(runtime: Runtime, k: int) -> None:
+    wid = f"wf-{k}"
+    setup, reference = await started_to_point(runtime, wid, k)
     old = runtime.whereis(workflow_name(wid))
     at_crash = saves(setup, wid)[-1]["steps"]
     running = {s for s, info in at_crash.items() if info["status"] == "running"}
@@ -307,13 +313,10 @@ async def test_crash_of_the_workflow_process_after_k_results(runtime: Runtime, k
 
 @pytest.mark.parametrize("k", POINTS[:-1])
 async def test_crash_of_the_agent_running_step_k_plus_1_mid_step(runtime: Runtime, k: int) -> None:
-    setup = await start(runtime)
-    reference = await uninterrupted(setup, "ref")
     wid = f"ag-{k}"
     victim_step = ORDER[k]
     key = f"{wid}:{victim_step}"
-    await start_workflow(dag(), INPUT, workflow_id=wid)
-    await at_point(setup, wid, k)
+    setup, reference = await started_to_point(runtime, wid, k)
     agent = await wait_until(lambda: setup.ledger.running(key), TIMEOUT)
     started = runtime.clock.now()
     await crash(runtime.whereis(agent))
@@ -330,11 +333,8 @@ async def test_crash_of_the_agent_running_step_k_plus_1_mid_step(runtime: Runtim
 
 @pytest.mark.parametrize("k", POINTS)
 async def test_crash_of_the_coordinator_after_k_results(runtime: Runtime, k: int) -> None:
-    setup = await start(runtime)
-    reference = await uninterrupted(setup, "ref")
     wid = f"co-{k}"
-    await start_workflow(dag(), INPUT, workflow_id=wid)
-    await at_point(setup, wid, k)
+    setup, reference = await started_to_point(runtime, wid, k)
     process = runtime.whereis(workflow_name(wid))
     old = runtime.whereis(COORDINATOR)
     assert old is not None

@@ -110,14 +110,18 @@ class GroupCommitStore:
         if self._closed or self._writer is None or self._reader is None:
             self._closed = True
             return
+        await self._drain()
+        self._closed = True
+        await self._writer.run(self._close_writer)
+        await self._reader.run(self._close_reader)
+
+    async def _drain(self) -> None:
+        """Wait until every write queued or in flight so far is committed (or failed)."""
         while self._inflight is not None or self._queue:
             if self._inflight is None:
                 self._flush()
             assert self._inflight is not None
             await asyncio.wait([self._inflight])
-        self._closed = True
-        await self._writer.run(self._close_writer)
-        await self._reader.run(self._close_reader)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -187,11 +191,7 @@ class GroupCommitStore:
         if not isinstance(prefix, str):
             raise InvalidArgument(f"invalid prefix {prefix!r}: a str")
         writer, _ = self._ready()
-        while self._inflight is not None or self._queue:  # deletes queued before land first
-            if self._inflight is None:
-                self._flush()
-            assert self._inflight is not None
-            await asyncio.wait([self._inflight])
+        await self._drain()  # deletes queued before land first
         forgotten: int = await writer.run(self._forget, prefix, time.time() - older_than)
         return forgotten
 

@@ -41,6 +41,23 @@ async def _load(store: StateStore, key: str) -> Stored:
     return rec
 
 
+async def _race(store: StateStore, key: str, expected: int | None) -> list[str]:
+    """Ten processes save ``key`` at once, all naming ``expected``: each one's outcome, sorted."""
+    outcomes: list[str] = []
+
+    async def writer(n: int) -> None:
+        try:
+            await store.save(key, {"n": n}, expected)
+            outcomes.append("won")
+        except StaleVersion:
+            outcomes.append("stale")
+
+    pids = [spawn(writer, n) for n in range(10)]
+    for pid in pids:
+        await wait_exit(pid)
+    return sorted(outcomes)
+
+
 class StateStoreSpec:
     """The contract every ``StateStore`` keeps; subclass it and override :meth:`make_store`."""
 
@@ -206,35 +223,11 @@ class StateStoreSpec:
 
     async def test_two_writers_racing_on_one_key_exactly_one_wins(self, store: StateStore) -> None:
         await store.save("race", {"n": 0}, None)
-        outcomes: list[str] = []
-
-        async def writer(n: int) -> None:
-            try:
-                await store.save("race", {"n": n}, 1)
-                outcomes.append("won")
-            except StaleVersion:
-                outcomes.append("stale")
-
-        pids = [spawn(writer, n) for n in range(10)]
-        for pid in pids:
-            await wait_exit(pid)
-        assert sorted(outcomes) == ["stale"] * 9 + ["won"]
+        assert await _race(store, "race", 1) == ["stale"] * 9 + ["won"]
         assert (await _load(store, "race")).version == 2
 
     async def test_racing_creators_of_one_new_key_exactly_one_wins(self, store: StateStore) -> None:
-        outcomes: list[str] = []
-
-        async def creator(n: int) -> None:
-            try:
-                await store.save("fresh", {"n": n}, None)
-                outcomes.append("won")
-            except StaleVersion:
-                outcomes.append("stale")
-
-        pids = [spawn(creator, n) for n in range(10)]
-        for pid in pids:
-            await wait_exit(pid)
-        assert sorted(outcomes) == ["stale"] * 9 + ["won"]
+        assert await _race(store, "fresh", None) == ["stale"] * 9 + ["won"]
         assert (await _load(store, "fresh")).version == 1
 
     async def test_a_writer_killed_mid_save_fails_nobody_else_and_its_save_lands(

@@ -536,3 +536,17 @@ async def test_a_server_stopped_in_place_leaves_no_task_behind_the_runtime(
     await runtime.shutdown()
     left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert [t for t in left if "Process.main" in repr(t.get_coro())] == []
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), -1, "5", float("inf")])
+async def test_a_bad_timeout_to_start_or_stop_is_refused_before_anything_happens(
+    runtime: Runtime, timeout: Any
+) -> None:
+    before = len(runtime.processes())
+    with pytest.raises(InvalidArgument, match="invalid timeout"):
+        await Counter.start(0, timeout=timeout)
+    assert len(runtime.processes()) == before  # no process was created
+    pid = await Counter.start(0)
+    with pytest.raises(InvalidArgument, match="invalid timeout"):
+        await GenServer.stop(pid, timeout=timeout)
+    assert is_alive(pid)

@@ -17,7 +17,20 @@ from foundation.kernel.context import PROCESS, current_runtime
 from foundation.kernel.envelopes import Cast, From
 from foundation.kernel.pid import Pid
 
-__all__ = ["answer", "call", "cast", "reply"]
+__all__ = ["answer", "call", "cast", "check_timeout", "reply"]
+
+
+def check_timeout(timeout: object, action: str, target: object) -> None:
+    """Refuse a timeout that is not a number of seconds >= 0 (``None``: wait forever), naming
+    the ``action`` on ``target`` it was given for."""
+    if timeout is not None and (
+        (type(timeout) is not float and type(timeout) is not int) or not 0 <= timeout < inf
+    ):
+        raise InvalidArgument(
+            f"{action} {target!r}: invalid timeout {timeout!r} (seconds >= 0, or None to wait "
+            "forever)",
+            context={"target": target, "timeout": repr(timeout)},
+        )
 
 
 async def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
@@ -45,12 +58,8 @@ async def call(dest: Any, request: Any, timeout: float | None = 5.0) -> Any:
         raise InvalidArgument(f"{proc.describe()} cannot call itself (it would wait forever)")
     if timeout is not None and (
         (type(timeout) is not float and type(timeout) is not int) or not 0 <= timeout < inf
-    ):  # checked before the request is delivered: a refused call reaches no one
-        raise InvalidArgument(
-            f"call to {dest!r}: invalid timeout {timeout!r} (seconds >= 0, or None to wait "
-            "forever)",
-            context={"target": dest, "timeout": repr(timeout)},
-        )
+    ):  # check_timeout's test, inlined (the hottest path), before anything is delivered
+        check_timeout(timeout, "call to", dest)
     rt = proc.runtime
     fut = rt.loop.create_future()
     req = From(fut, me.pid if me is not None else None, request, dest, timeout)

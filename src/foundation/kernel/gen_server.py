@@ -32,7 +32,7 @@ from foundation.errors import (
     format_reason,
 )
 from foundation.kernel.api import stop_request
-from foundation.kernel.calls import answer, call, cast, reply
+from foundation.kernel.calls import answer, call, cast, check_timeout, reply
 from foundation.kernel.child_spec import ChildSpec, Restart, Shutdown
 from foundation.kernel.context import PROCESS, RUNTIME, current_runtime
 from foundation.kernel.messages import (
@@ -167,6 +167,7 @@ class GenServer:
         rt = RUNTIME.get()
         if rt is None:
             rt = current_runtime()  # raises NoRuntime
+        check_timeout(timeout, "start of", cls.__name__)  # before any process exists
         parent = PROCESS.get()
         server = cls()
         if setup is not None:
@@ -251,6 +252,8 @@ class GenServer:
         ``terminate`` of its own has nothing left to run: it exits here and now (links, monitors,
         name and callers as for any exit), and its task ends on the loop's next pass.
         """
+        if timeout is not None:
+            check_timeout(timeout, "stop of", target)
         proc = target._proc if type(target) is Pid else None
         if proc is not None:
             # A server's only mailbox waiter is its loop's (receive() is refused in a server).

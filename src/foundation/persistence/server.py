@@ -242,11 +242,17 @@ class PersistentServer(GenServer):
         except (PydanticSerializationError, RecursionError) as exc:
             raise self._unsaved(f"it cannot be saved as it is ({exc})") from exc
 
-    def _verify(self, state: Any, text: str) -> None:
-        """Refuse a state whose JSON would load back different (see ``verify_saves``)."""
-        why = loads_back_unlike(self.State, state, text)
-        if why is not None:
-            raise self._unsaved(why)
+    def _to_save(self, state: Any) -> str | None:
+        """The JSON text to save for ``state``, checked (``verify_saves``); ``None`` when it is
+        the text saved last (nothing to save)."""
+        text = self._encode(state)
+        if text == self._saved:
+            return None
+        if self.verify_saves:
+            why = loads_back_unlike(self.State, state, text)
+            if why is not None:
+                raise self._unsaved(why)
+        return text
 
     def _unsaved(self, why: str) -> PersistenceError:
         return PersistenceError(
@@ -260,11 +266,9 @@ class PersistentServer(GenServer):
     ) -> bool:
         """Hand ``state`` to the store and return at once, holding the mailbox, ``caller`` and
         ``held`` replies until the store says it is durable; ``False`` if it is unchanged."""
-        text = self._encode(state)
-        if text == self._saved:
+        text = self._to_save(state)
+        if text is None:
             return False
-        if self.verify_saves:
-            self._verify(state, text)
         hold = self.hold_mailbox()
         self._behind = (hold, text, held, caller, value)
         try:
@@ -299,11 +303,9 @@ class PersistentServer(GenServer):
         """Hand ``state`` to the store; what to await until it is durable, or ``None`` when it
         is what was saved last. A plain function, so the handler awaits the store's own future
         (one coroutine frame less to suspend and resume on every save)."""
-        text = self._encode(state)
-        if text == self._saved:
+        text = self._to_save(state)
+        if text is None:
             return None
-        if self.verify_saves:
-            self._verify(state, text)
         save = self._save_json or self._bind_save()
         self._saving = text
         return save(self.key, text, self.version, self.schema_version)  # type: ignore[no-any-return]
